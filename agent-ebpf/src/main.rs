@@ -1,0 +1,2 @@
+//! skiff's eBPF programs (placeholder until the loader lands).
+fn main() {}

@@ -1,0 +1,2 @@
+//! `skiff-agent`: the node agent binary (`run`, and the internal `shim`).
+fn main() {}

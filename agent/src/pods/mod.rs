@@ -1,0 +1,1 @@
+//! Pods: desired (from the control plane) versus actual, one worker per pod.

@@ -1,0 +1,1 @@
+//! The Kubernetes-compatible REST API server (HTTPS, discovery, resources, watch, Status errors).

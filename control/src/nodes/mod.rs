@@ -1,0 +1,1 @@
+//! The node protocol server: the gRPC side of what agents call (registration, leases, pods, streams).

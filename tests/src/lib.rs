@@ -1,0 +1,1 @@
+//! Test harness: throwaway network namespaces, a cluster started inside one, and kubectl runs.

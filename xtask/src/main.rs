@@ -1,0 +1,2 @@
+//! `cargo xtask`: installs, builds, runs, tests and benchmarks skiff.
+fn main() {}
