@@ -5,6 +5,8 @@ pub mod node {
     tonic::include_proto!("skiff.node.v1");
 }
 
+pub mod quantity;
+
 /// The Kubernetes API types (k8s-openapi, one pinned API version) used on both sides.
 pub use k8s_openapi;
 
