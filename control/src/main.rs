@@ -1,2 +1,132 @@
-//! `skiff-control`: the control-plane binary (API server, store, scheduler, node protocol).
-fn main() {}
+//! `skiff-control`: the control-plane binary — API server, store, scheduler and the node
+//! protocol, served together on one HTTPS port.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use skiff_control::apiserver::{self, Pki, registry::Registry};
+use skiff_control::nodes::{ClusterNetwork, NodeService, StreamHub};
+use skiff_control::scheduler::Scheduler;
+use skiff_control::store::{SledStore, Store};
+
+#[derive(Parser)]
+#[command(name = "skiff-control", version, about = "skiff control plane")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the Kubernetes API and the node protocol.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Where the store, certificates and tokens live.
+    #[arg(long, default_value = "/var/lib/skiff/control")]
+    data_dir: PathBuf,
+    /// Address to serve HTTPS on (API and node protocol).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Where to write the admin kubeconfig (default: DATA_DIR/kubeconfig).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The URL clients use (default: https://LISTEN).
+    #[arg(long)]
+    server_url: Option<String>,
+    /// Extra names or IPs for the serving certificate.
+    #[arg(long = "tls-san")]
+    tls_sans: Vec<String>,
+    /// Pod addresses, cut into one /24 per node.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    /// Service ClusterIP range.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cidr: String,
+    /// The cluster DNS address pods get in resolv.conf.
+    #[arg(long, default_value = "10.43.0.10")]
+    cluster_dns: String,
+    /// The Kubernetes minor version reported by /version (kubectl picks its client by it).
+    #[arg(long, default_value_t = 33)]
+    version_minor: u32,
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&args.data_dir.join("store"))?);
+    let registry = Registry::new(store).await?;
+
+    let mut sans = args.tls_sans.clone();
+    sans.push(args.listen.ip().to_string());
+    let pki = Pki::load_or_create(&args.data_dir, &sans)?;
+    let server_url = args
+        .server_url
+        .clone()
+        .unwrap_or_else(|| format!("https://{}", args.listen));
+    let kubeconfig = args
+        .kubeconfig
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("kubeconfig"));
+    pki.write_kubeconfig(&kubeconfig, &server_url)?;
+
+    let hub = StreamHub::default();
+    let network = ClusterNetwork {
+        cluster_cidr: args.cluster_cidr.clone(),
+        service_cidr: args.service_cidr.clone(),
+        cluster_dns: args.cluster_dns.clone(),
+    };
+    let nodes = NodeService::new(
+        registry.clone(),
+        pki.node_token().to_string(),
+        network,
+        hub.clone(),
+    );
+    let api = apiserver::router(
+        registry.clone(),
+        Arc::new(hub),
+        apiserver::Auth::bearer_tokens(vec![pki.admin_token().to_string()]),
+        args.version_minor,
+    );
+    // gRPC (the node protocol) and REST share the port; the node service checks its own token.
+    let app = tonic::service::Routes::new(nodes.into_server())
+        .into_axum_router()
+        .merge(api);
+
+    tokio::spawn(Scheduler::new(registry.clone()).run());
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(listen = %args.listen, kubeconfig = %kubeconfig.display(), "serving");
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+    };
+    apiserver::serve(listener, pki.server_tls_config()?, app, shutdown).await?;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Cmd::Serve(args) => runtime.block_on(serve(args)),
+    }
+}

@@ -1,6 +1,10 @@
 //! The node protocol between skiff-control and skiff-agent, and the Kubernetes types both share.
 
 /// Generated tonic/prost code for `skiff.node.v1`.
+#[allow(
+    clippy::allow_attributes_without_reason,
+    reason = "the generated code carries its own allows"
+)]
 pub mod node {
     tonic::include_proto!("skiff.node.v1");
 }

@@ -5,7 +5,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 /// A string that is not a Kubernetes quantity.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {0:?}")]
+#[error(
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {0:?}"
+)]
 pub struct QuantityError(pub String);
 
 /// value = digits × 10^exp10 × 2^exp2 (sign separate).
@@ -24,7 +26,9 @@ fn parse(text: &str) -> Result<Parsed, QuantityError> {
         Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
-    let num_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let num_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (number, suffix) = s.split_at(num_end);
     if number.is_empty() || number == "." || number.matches('.').count() > 1 {
         return Err(err());
@@ -57,7 +61,12 @@ fn parse(text: &str) -> Result<Parsed, QuantityError> {
             exp10 += exp;
         }
     }
-    Ok(Parsed { negative, digits, exp10, exp2 })
+    Ok(Parsed {
+        negative,
+        digits,
+        exp10,
+        exp2,
+    })
 }
 
 /// `value × 10^scale`, rounded up (away from zero for positives), saturating.
@@ -100,7 +109,11 @@ mod tests {
         assert_eq!(parse_cpu_millis(&q("250m")), Ok(250));
         assert_eq!(parse_cpu_millis(&q("1.5")), Ok(1500));
         assert_eq!(parse_cpu_millis(&q("2")), Ok(2000));
-        assert_eq!(parse_cpu_millis(&q("100u")), Ok(1), "rounds up like MilliValue");
+        assert_eq!(
+            parse_cpu_millis(&q("100u")),
+            Ok(1),
+            "rounds up like MilliValue"
+        );
         assert_eq!(parse_bytes(&q("128Mi")), Ok(128 << 20));
         assert_eq!(parse_bytes(&q("1G")), Ok(1_000_000_000));
         assert_eq!(parse_bytes(&q("1e3")), Ok(1000));

@@ -7,7 +7,7 @@ use futures::Stream;
 
 pub mod sled_store;
 
-pub use sled_store::SledStore;
+pub use sled_store::{SledOptions, SledStore};
 
 /// A store revision. Every write gets a new, strictly larger one; it is the object's
 /// `metadata.resourceVersion`.
@@ -78,10 +78,17 @@ pub enum StoreError {
     NotFound(String),
     /// The key's current revision is not the one the caller expected.
     #[error("key {key} is at revision {current}, not {expected}")]
-    Conflict { key: String, expected: Revision, current: Revision },
+    Conflict {
+        key: String,
+        expected: Revision,
+        current: Revision,
+    },
     /// The requested revision is older than the oldest one kept.
     #[error("revision {requested} has been compacted; oldest kept is {oldest}")]
-    Compacted { requested: Revision, oldest: Revision },
+    Compacted {
+        requested: Revision,
+        oldest: Revision,
+    },
     /// The storage engine failed.
     #[error("storage engine: {0}")]
     Engine(String),

@@ -1,0 +1,148 @@
+//! The HTTP face of the API server: an axum Router with the version and health endpoints,
+//! bearer auth, and one dispatcher that parses Kubernetes resource paths and maps each verb onto
+//! the registry. Handlers only parse and encode; the semantics live in the registry.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use serde_json::{Value, json};
+
+use super::auth::{Auth, require_token};
+use super::error::ApiError;
+use super::registry::Registry;
+use super::streams::NodeStreams;
+
+mod discovery;
+mod handlers;
+mod logs;
+pub mod request;
+mod watch;
+
+#[cfg(test)]
+mod tests;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    pub registry: Registry,
+    pub node_streams: Arc<dyn NodeStreams>,
+    pub version_minor: u32,
+}
+
+/// The API server's Router (serve it with [`super::serve`]).
+pub fn router(
+    registry: Registry,
+    node_streams: Arc<dyn NodeStreams>,
+    auth: Auth,
+    version_minor: u32,
+) -> Router {
+    let state = ApiState {
+        registry,
+        node_streams,
+        version_minor,
+    };
+    Router::new()
+        .route("/version", get(version))
+        .route("/version/", get(version))
+        .route("/healthz", get(ok))
+        .route("/livez", get(ok))
+        .route("/readyz", get(ok))
+        .route("/healthz/{check}", get(ok))
+        .route("/livez/{check}", get(ok))
+        .route("/readyz/{check}", get(ok))
+        // No fallback: the control binary merges this Router with the node protocol's (tonic)
+        // one, and axum refuses to merge two fallbacks. Unknown paths under these prefixes get
+        // a NotFound Status from the dispatcher.
+        .route("/api", any(dispatch))
+        .route("/api/{*rest}", any(dispatch))
+        .route("/apis", any(dispatch))
+        .route("/apis/{*rest}", any(dispatch))
+        .route("/openapi/{*rest}", any(dispatch))
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(auth, require_token))
+}
+
+/// `/version`: the reported minor picks the kubectl the dispatcher runs.
+pub fn version_info(minor: u32) -> Value {
+    json!({
+        "major": "1",
+        "minor": minor.to_string(),
+        "gitVersion": format!("v1.{minor}.0-skiff"),
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2025-01-01T00:00:00Z",
+        "goVersion": "go1.24.0",
+        "compiler": "gc",
+        "platform": format!("linux/{}", match std::env::consts::ARCH { "x86_64" => "amd64", "aarch64" => "arm64", a => a }),
+    })
+}
+
+async fn version(State(state): State<ApiState>) -> Response {
+    json_response(StatusCode::OK, &version_info(state.version_minor))
+}
+
+async fn ok() -> &'static str {
+    "ok"
+}
+
+/// A JSON response.
+pub fn json_response(code: StatusCode, body: &Value) -> Response {
+    json_response_typed(code, body, "application/json")
+}
+
+pub(crate) fn json_response_typed(
+    code: StatusCode,
+    body: &Value,
+    content_type: &'static str,
+) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut r = Response::new(Body::from(bytes));
+    *r.status_mut() = code;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// The Status response for an error.
+pub fn error_response(e: &ApiError) -> Response {
+    let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_value(e.status()).unwrap_or(Value::Null);
+    json_response(code, &body)
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error_response(&self)
+    }
+}
+
+async fn dispatch(
+    State(state): State<ApiState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path();
+    let query = request::Query::parse(uri.query());
+    let result = if path.starts_with("/openapi/") {
+        Err(ApiError::no_route())
+    } else {
+        match request::parse_path(path) {
+            Ok(request::Target::Resource(r)) => {
+                handlers::resource(&state, method, r, query, &headers, body).await
+            }
+            Ok(other) if method == Method::GET => Ok(discovery::serve(other, &headers)),
+            Ok(_) => Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            )),
+            Err(e) => Err(e),
+        }
+    };
+    result.unwrap_or_else(|e| error_response(&e))
+}

@@ -1,0 +1,211 @@
+//! The resource table: one `ResourceDef` per served kind (names, scope, discovery data,
+//! subresources, field selectors, and the per-kind hooks for defaulting, validation and Table
+//! columns). Adding a kind is one entry here plus, if it has rules of its own, a small module.
+
+use serde_json::Value;
+
+use super::error::FieldError;
+use super::table::Column;
+use super::validation::NameRule;
+
+mod core;
+pub mod pods;
+
+/// A subresource as discovery lists it.
+#[derive(Debug, Clone, Copy)]
+pub struct SubresourceDef {
+    pub name: &'static str,
+    /// Kind of the request/response body (`Binding` for pods/binding).
+    pub kind: &'static str,
+    pub verbs: &'static [&'static str],
+}
+
+/// Per-kind behaviour. Every hook works on the JSON form of the object.
+#[derive(Clone, Copy)]
+pub struct Strategy {
+    /// Defaulting applied to every write (create, update), like Kubernetes' defaulters.
+    pub defaults: fn(&mut Value),
+    /// Create-only preparation (e.g. a pod's initial status).
+    pub prepare_create: fn(&mut Value),
+    /// Kind-specific validation of the whole object (metadata is checked generically).
+    pub validate: fn(&Value) -> Vec<FieldError>,
+    /// Extra checks on update (immutable fields): `(new, old)`.
+    pub validate_update: fn(&Value, &Value) -> Vec<FieldError>,
+}
+
+fn no_op(_: &mut Value) {}
+fn no_errors(_: &Value) -> Vec<FieldError> {
+    Vec::new()
+}
+fn no_update_errors(_: &Value, _: &Value) -> Vec<FieldError> {
+    Vec::new()
+}
+
+impl Strategy {
+    /// A kind with no rules beyond metadata validation.
+    pub const PLAIN: Strategy = Strategy {
+        defaults: no_op,
+        prepare_create: no_op,
+        validate: no_errors,
+        validate_update: no_update_errors,
+    };
+}
+
+/// How `kubectl get` shows a kind.
+#[derive(Clone, Copy)]
+pub struct TableDef {
+    pub columns: &'static [Column],
+    /// The cells of one row, in column order (`now` is the rendering time).
+    pub row: fn(&Value, jiff::Timestamp) -> Vec<Value>,
+}
+
+/// One served resource.
+#[derive(Clone, Copy)]
+pub struct ResourceDef {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    pub subresources: &'static [SubresourceDef],
+    pub name_rule: NameRule,
+    /// Field selector paths beyond `metadata.name` / `metadata.namespace`.
+    pub field_selectors: &'static [&'static str],
+    /// `metadata.generation` is set to 1 on create and bumped when `spec` changes.
+    pub tracks_generation: bool,
+    pub strategy: Strategy,
+    pub table: TableDef,
+}
+
+impl std::fmt::Debug for ResourceDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ResourceDef({}/{})", self.group_version(), self.plural)
+    }
+}
+
+/// The verbs of a top-level resource.
+pub const STANDARD_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+impl ResourceDef {
+    /// `v1` or `coordination.k8s.io/v1`.
+    pub fn group_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+
+    pub fn has_subresource(&self, name: &str) -> bool {
+        self.subresources.iter().any(|s| s.name == name)
+    }
+
+    pub fn has_status(&self) -> bool {
+        self.has_subresource("status")
+    }
+
+    /// The store key of one object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match (self.namespaced, namespace) {
+            (true, Some(ns)) => format!("/registry/{}/{ns}/{name}", self.plural),
+            _ => format!("/registry/{}/{name}", self.plural),
+        }
+    }
+
+    /// The store prefix of a list (one namespace, or all of them).
+    pub fn prefix(&self, namespace: Option<&str>) -> String {
+        match (self.namespaced, namespace) {
+            (true, Some(ns)) => format!("/registry/{}/{ns}/", self.plural),
+            _ => format!("/registry/{}/", self.plural),
+        }
+    }
+}
+
+/// Every served resource.
+pub static RESOURCES: &[ResourceDef] = &[
+    core::NAMESPACES,
+    core::NODES,
+    pods::PODS,
+    core::EVENTS,
+    core::LEASES,
+];
+
+/// Looks a resource up by group and plural name (or, failing that, a short name).
+pub fn find(group: &str, version: &str, resource: &str) -> Option<&'static ResourceDef> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == resource)
+}
+
+/// Looks a resource up by group and plural only (for the typed API).
+pub fn find_plural(group: &str, plural: &str) -> Option<&'static ResourceDef> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.plural == plural)
+}
+
+/// The served group-versions, core (`""`) first.
+pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for r in RESOURCES {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out.sort_by_key(|(g, _)| !g.is_empty());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_prefixes() {
+        let pods = find("", "v1", "pods").unwrap();
+        assert_eq!(pods.key(Some("ns"), "a"), "/registry/pods/ns/a");
+        assert_eq!(pods.prefix(Some("ns")), "/registry/pods/ns/");
+        assert_eq!(pods.prefix(None), "/registry/pods/");
+        let nodes = find("", "v1", "nodes").unwrap();
+        assert_eq!(nodes.key(None, "n1"), "/registry/nodes/n1");
+        let leases = find("coordination.k8s.io", "v1", "leases").unwrap();
+        assert_eq!(leases.group_version(), "coordination.k8s.io/v1");
+        assert_eq!(leases.list_kind(), "LeaseList");
+        assert!(find("", "v1", "leases").is_none());
+        assert_eq!(
+            group_versions(),
+            vec![("", "v1"), ("coordination.k8s.io", "v1")]
+        );
+    }
+
+    #[test]
+    fn table_rows_match_columns() {
+        let obj = serde_json::json!({"metadata": {"name": "x", "creationTimestamp": "2024-01-01T00:00:00Z"}});
+        for r in RESOURCES {
+            let cells = (r.table.row)(&obj, jiff::Timestamp::now());
+            assert_eq!(cells.len(), r.table.columns.len(), "{}", r.plural);
+            let first = if r.plural == "events" {
+                "Last Seen"
+            } else {
+                "Name"
+            };
+            assert_eq!(r.table.columns[0].name, first);
+        }
+    }
+}
