@@ -1,6 +1,7 @@
 //! skiff's node agent as a library: the binary wires these parts together, tests drive them.
 
 pub mod cgroups;
+pub mod daemon;
 pub mod images;
 pub mod lb;
 pub mod network;
