@@ -14,6 +14,11 @@
 //! Watch revisions: `watch(prefix, 0)` means "from now" (no replay; the API server lists first
 //! for resourceVersion=0). `watch(prefix, r)` replays the log after `r`, then continues live.
 //! The log keeps the newest [`SledOptions::history`] revisions; older `r` fail with `Compacted`.
+//! A watcher that falls behind the live channel catches up from the log and only ends with
+//! `Compacted` when what it missed is no longer kept.
+//!
+//! A write future dropped after its transaction committed still takes effect (like an etcd
+//! request whose reply was lost); only an `Ok` proves it is durable.
 
 mod codec;
 mod flusher;
@@ -95,6 +100,8 @@ struct Shared {
     compacted: AtomicU64,
     history: u64,
     flushes: AtomicU64,
+    /// Held by the flusher around each flush (uncontended); tests hold it to stall flushing.
+    flush_gate: Mutex<()>,
 }
 
 impl SledStore {
@@ -136,6 +143,7 @@ impl SledStore {
             compacted: AtomicU64::new(compacted),
             history: options.history.max(1),
             flushes: AtomicU64::new(0),
+            flush_gate: Mutex::new(()),
         });
         // A crash during compaction can leave entries the meta tree says are gone.
         if compacted > 0 {

@@ -44,7 +44,10 @@ pub(super) fn run(shared: Arc<Shared>) {
         }
         // Every write in `batch` committed before this flush started, so this one fsync covers
         // all of them.
-        let flushed = shared.db.flush();
+        let flushed = {
+            let _gate = shared.flush_gate.lock().unwrap_or_else(|e| e.into_inner());
+            shared.db.flush()
+        };
         shared.flushes.fetch_add(1, Ordering::Relaxed);
         match flushed {
             Ok(_) => {
