@@ -1,0 +1,294 @@
+//! A whole skiff cluster inside a throwaway network namespace: Debian's docker-registry with a
+//! busybox image, skiff-control and one skiff-agent, each a real process, plus kubectl against
+//! it. Dropping the cluster stops everything and removes what the agent made.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::netns::NetNs;
+use crate::{Output, binary, run_with_timeout, wait_for};
+
+/// A running cluster; everything lives in `dir` and `ns`.
+pub struct Cluster {
+    pub ns: NetNs,
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    /// Unique names for the host-wide things the agent makes (cgroups, bpffs pins).
+    pub cgroup_root: String,
+    pub bpffs_dir: PathBuf,
+    children: Vec<(&'static str, Child)>,
+    agent: Option<Child>,
+}
+
+fn spawn(cmd: &mut Command, log: &Path) -> Child {
+    let file = std::fs::File::create(log).expect("creating log file");
+    let err = file.try_clone().expect("cloning log file");
+    cmd.stdin(Stdio::null())
+        .stdout(file)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"))
+}
+
+impl Cluster {
+    /// Starts registry, control plane and agent in a new namespace tagged `tag`.
+    pub fn start(tag: &str) -> Cluster {
+        let ns = NetNs::new(tag);
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        let d = dir.path().to_path_buf();
+        std::fs::create_dir_all(d.join("logs")).expect("logs dir");
+        let suffix = format!("{tag}-{}", std::process::id());
+        let mut cluster = Cluster {
+            ns,
+            kubeconfig: d.join("kubeconfig"),
+            cgroup_root: format!("skiff-test-{suffix}"),
+            bpffs_dir: PathBuf::from(format!("/sys/fs/bpf/skiff-test-{suffix}")),
+            dir,
+            children: Vec::new(),
+            agent: None,
+        };
+
+        // The registry, on the namespace's own loopback.
+        let registry_config = d.join("registry.yml");
+        std::fs::write(
+            &registry_config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:5000\nlog:\n  level: warn\n",
+                d.join("registry").display()
+            ),
+        )
+        .expect("registry config");
+        let mut cmd = cluster.ns.command("/usr/bin/docker-registry");
+        cmd.arg("serve").arg(&registry_config);
+        let child = spawn(&mut cmd, &d.join("logs/registry.log"));
+        cluster.children.push(("registry", child));
+        let mut push = cluster.ns.command(binary("xtask"));
+        push.args(["push-busybox", "--registry", "127.0.0.1:5000"]);
+        let pushed = wait_for(
+            "the busybox image to be pushed",
+            Duration::from_secs(60),
+            || {
+                let out = run_with_timeout(clone_cmd(&push), Duration::from_secs(30));
+                out.ok.then_some(out)
+            },
+        );
+        assert!(pushed.ok);
+        std::fs::write(
+            d.join("registries.yaml"),
+            "mirrors:\n  docker.io:\n    endpoint:\n      - http://127.0.0.1:5000\n",
+        )
+        .expect("registries.yaml");
+
+        // The control plane.
+        let mut cmd = cluster.ns.command(binary("skiff-control"));
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(d.join("control"))
+            .args(["--listen", "127.0.0.1:6443"]);
+        cmd.arg("--kubeconfig").arg(&cluster.kubeconfig);
+        let child = spawn(&mut cmd, &d.join("logs/control.log"));
+        cluster.children.push(("control", child));
+        wait_for(
+            "the control plane to answer",
+            Duration::from_secs(30),
+            || {
+                cluster.kubeconfig.exists().then_some(())?;
+                cluster
+                    .kubectl(&["get", "--raw", "/readyz"])
+                    .ok
+                    .then_some(())
+            },
+        );
+
+        cluster.start_agent();
+        cluster
+    }
+
+    /// Starts (or restarts) the agent.
+    pub fn start_agent(&mut self) {
+        let d = self.dir.path();
+        let mut cmd = self.ns.command(binary("skiff-agent"));
+        cmd.arg("run")
+            .args([
+                "--server",
+                "https://127.0.0.1:6443",
+                "--node-name",
+                "skiff-e2e",
+            ])
+            .arg("--token-file")
+            .arg(d.join("control/pki/node-token"))
+            .arg("--ca-file")
+            .arg(d.join("control/pki/ca.crt"))
+            .arg("--registries")
+            .arg(d.join("registries.yaml"));
+        self.node_args(&mut cmd);
+        self.agent = Some(spawn(&mut cmd, &d.join("logs/agent.log")));
+    }
+
+    fn node_args(&self, cmd: &mut Command) {
+        cmd.arg("--root-dir")
+            .arg(self.dir.path().join("agent"))
+            .args(["--cgroup-root", &self.cgroup_root])
+            .arg("--bpffs-dir")
+            .arg(&self.bpffs_dir);
+    }
+
+    /// Stops the agent (SIGTERM, then SIGKILL after 10 s); pods keep running.
+    pub fn stop_agent(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            terminate(&mut agent, Duration::from_secs(10));
+        }
+    }
+
+    /// Runs `skiff-agent cleanup` for this cluster's agent.
+    pub fn cleanup_agent(&self) -> Output {
+        let mut cmd = self.ns.command(binary("skiff-agent"));
+        cmd.arg("cleanup");
+        self.node_args(&mut cmd);
+        run_with_timeout(cmd, Duration::from_secs(60))
+    }
+
+    /// Runs kubectl inside the namespace with this cluster's kubeconfig.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        let mut cmd = self.ns.command("/usr/bin/kubectl");
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        run_with_timeout(cmd, Duration::from_secs(60))
+    }
+
+    /// kubectl that must succeed; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.ok,
+            "kubectl {args:?} failed:\n{}\n{}\n{}",
+            out.stdout,
+            out.stderr,
+            self.logs()
+        );
+        out.stdout
+    }
+
+    /// The last lines of every component's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut text = String::new();
+        for name in ["control", "agent", "registry"] {
+            let log = std::fs::read_to_string(self.dir.path().join(format!("logs/{name}.log")))
+                .unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            text.push_str(&format!("--- {name}.log (tail) ---\n{tail}\n"));
+        }
+        text
+    }
+
+    /// Host-wide leftovers of this cluster's agent: cgroup dirs, bpffs pins, pod netns.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let dir = entry.path().join(&self.cgroup_root);
+            if dir.exists() {
+                found.push(format!("cgroup {}", dir.display()));
+            }
+        }
+        if self.bpffs_dir.exists() {
+            found.push(format!("bpffs {}", self.bpffs_dir.display()));
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let root = self.dir.path().to_string_lossy().into_owned();
+        for line in mounts.lines().filter(|l| l.contains(&root)) {
+            found.push(format!("mount {line}"));
+        }
+        found
+    }
+}
+
+fn clone_cmd(cmd: &Command) -> Command {
+    let mut c = Command::new(cmd.get_program());
+    c.args(cmd.get_args());
+    c
+}
+
+fn terminate(child: &mut Child, grace: Duration) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Removes a cgroup subtree in every hierarchy (deepest first), killing what is left in it.
+fn remove_cgroup_tree(name: &str) {
+    for entry in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let root = entry.path().join(name);
+        if root.exists() {
+            remove_cgroup_dir(&root);
+        }
+    }
+}
+
+fn remove_cgroup_dir(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_cgroup_dir(&entry.path());
+        }
+    }
+    for pid in std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+    {
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    for _ in 0..50 {
+        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop_agent();
+        let _ = self.cleanup_agent();
+        for (_, child) in self.children.iter_mut().rev() {
+            terminate(child, Duration::from_secs(5));
+        }
+        // Whatever the agent's cleanup missed must still go, so a failed test leaves nothing.
+        remove_cgroup_tree(&self.cgroup_root);
+        let _ = std::fs::remove_dir_all(&self.bpffs_dir);
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let root = self.dir.path().to_string_lossy().into_owned();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(&root))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
