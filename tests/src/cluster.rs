@@ -19,6 +19,7 @@ pub struct Cluster {
     pub bpffs_dir: PathBuf,
     children: Vec<(&'static str, Child)>,
     agent: Option<Child>,
+    control: Option<Child>,
 }
 
 fn spawn(cmd: &mut Command, log: &Path) -> Child {
@@ -34,25 +35,78 @@ fn spawn(cmd: &mut Command, log: &Path) -> Child {
 impl Cluster {
     /// Starts registry, control plane and agent in a new namespace tagged `tag`.
     pub fn start(tag: &str) -> Cluster {
+        let mut cluster = Cluster::control_plane_only(tag);
+        cluster.start_registry();
+        cluster.start_agent();
+        cluster
+    }
+
+    /// Starts only the control plane, in a new namespace tagged `tag`.
+    pub fn control_plane_only(tag: &str) -> Cluster {
         let ns = NetNs::new(tag);
         let dir = tempfile::Builder::new()
             .prefix("skiff-e2e-")
             .tempdir()
             .expect("tempdir");
-        let d = dir.path().to_path_buf();
-        std::fs::create_dir_all(d.join("logs")).expect("logs dir");
+        std::fs::create_dir_all(dir.path().join("logs")).expect("logs dir");
         let suffix = format!("{tag}-{}", std::process::id());
         let mut cluster = Cluster {
             ns,
-            kubeconfig: d.join("kubeconfig"),
+            kubeconfig: dir.path().join("kubeconfig"),
             cgroup_root: format!("skiff-test-{suffix}"),
             bpffs_dir: PathBuf::from(format!("/sys/fs/bpf/skiff-test-{suffix}")),
             dir,
             children: Vec::new(),
             agent: None,
+            control: None,
         };
+        cluster.start_control();
+        cluster
+    }
 
-        // The registry, on the namespace's own loopback.
+    /// Starts (or restarts) the control plane and waits until it answers.
+    pub fn start_control(&mut self) {
+        let d = self.dir.path().to_path_buf();
+        let mut cmd = self.ns.command(binary("skiff-control"));
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(d.join("control"))
+            .args(["--listen", "127.0.0.1:6443"]);
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("logs/control.log"))
+            .expect("control log");
+        let err = log.try_clone().expect("cloning log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .expect("spawning skiff-control");
+        self.control = Some(child);
+        wait_for(
+            "the control plane to answer",
+            Duration::from_secs(30),
+            || {
+                self.kubeconfig.exists().then_some(())?;
+                self.kubectl(&["get", "--raw", "/readyz"]).ok.then_some(())
+            },
+        );
+    }
+
+    /// Kills the control plane with SIGKILL (no chance to flush anything) and waits for it.
+    pub fn kill_control(&mut self) {
+        if let Some(mut child) = self.control.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the registry on the namespace's own loopback and pushes the busybox image.
+    pub fn start_registry(&mut self) {
+        let d = self.dir.path().to_path_buf();
         let registry_config = d.join("registry.yml");
         std::fs::write(
             &registry_config,
@@ -62,13 +116,13 @@ impl Cluster {
             ),
         )
         .expect("registry config");
-        let mut cmd = cluster.ns.command("/usr/bin/docker-registry");
+        let mut cmd = self.ns.command("/usr/bin/docker-registry");
         cmd.arg("serve").arg(&registry_config);
         let child = spawn(&mut cmd, &d.join("logs/registry.log"));
-        cluster.children.push(("registry", child));
-        let mut push = cluster.ns.command(binary("xtask"));
+        self.children.push(("registry", child));
+        let mut push = self.ns.command(binary("xtask"));
         push.args(["push-busybox", "--registry", "127.0.0.1:5000"]);
-        let pushed = wait_for(
+        wait_for(
             "the busybox image to be pushed",
             Duration::from_secs(60),
             || {
@@ -76,36 +130,11 @@ impl Cluster {
                 out.ok.then_some(out)
             },
         );
-        assert!(pushed.ok);
         std::fs::write(
             d.join("registries.yaml"),
             "mirrors:\n  docker.io:\n    endpoint:\n      - http://127.0.0.1:5000\n",
         )
         .expect("registries.yaml");
-
-        // The control plane.
-        let mut cmd = cluster.ns.command(binary("skiff-control"));
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(d.join("control"))
-            .args(["--listen", "127.0.0.1:6443"]);
-        cmd.arg("--kubeconfig").arg(&cluster.kubeconfig);
-        let child = spawn(&mut cmd, &d.join("logs/control.log"));
-        cluster.children.push(("control", child));
-        wait_for(
-            "the control plane to answer",
-            Duration::from_secs(30),
-            || {
-                cluster.kubeconfig.exists().then_some(())?;
-                cluster
-                    .kubectl(&["get", "--raw", "/readyz"])
-                    .ok
-                    .then_some(())
-            },
-        );
-
-        cluster.start_agent();
-        cluster
     }
 
     /// Starts (or restarts) the agent.
@@ -273,6 +302,9 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop_agent();
         let _ = self.cleanup_agent();
+        if let Some(mut control) = self.control.take() {
+            terminate(&mut control, Duration::from_secs(5));
+        }
         for (_, child) in self.children.iter_mut().rev() {
             terminate(child, Duration::from_secs(5));
         }
