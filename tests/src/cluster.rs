@@ -155,7 +155,19 @@ impl Cluster {
             .arg("--registries")
             .arg(d.join("registries.yaml"));
         self.node_args(&mut cmd);
-        self.agent = Some(spawn(&mut cmd, &d.join("logs/agent.log")));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("logs/agent.log"))
+            .expect("agent log");
+        let err = log.try_clone().expect("cloning log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .expect("spawning skiff-agent");
+        self.agent = Some(child);
     }
 
     fn node_args(&self, cmd: &mut Command) {
@@ -170,6 +182,14 @@ impl Cluster {
     pub fn stop_agent(&mut self) {
         if let Some(mut agent) = self.agent.take() {
             terminate(&mut agent, Duration::from_secs(10));
+        }
+    }
+
+    /// Kills the agent with SIGKILL (its containers keep running).
+    pub fn kill_agent(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            let _ = agent.kill();
+            let _ = agent.wait();
         }
     }
 
