@@ -47,6 +47,7 @@ fn bad_input_gets_kubernetes_errors() {
         "foo.yaml",
         "apiVersion: v1\nkind: Foo\nmetadata:\n  name: x\n",
     );
+    // (Client-side validation would first look for CRDs, which the API issue brings.)
     let out = cluster.kubectl(&["create", "-f", &foo, "--validate=false"]);
     assert!(
         !out.ok
@@ -58,15 +59,20 @@ fn bad_input_gets_kubernetes_errors() {
     let out = cluster.kubectl(&["get", "--raw", "/api/v1/foos"]);
     assert!(!out.ok && out.stderr.contains("(NotFound)"), "{out:?}");
 
-    // Duplicate create.
-    // (`kubectl create namespace` itself sends protobuf, which the API issue brings.)
+    // Duplicate create, from a manifest and from kubectl's generator (which sends protobuf).
     let ns = write(
         &cluster,
         "ns.yaml",
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n",
     );
-    cluster.kubectl_ok(&["create", "-f", &ns, "--validate=false"]);
-    let out = cluster.kubectl(&["create", "-f", &ns, "--validate=false"]);
+    cluster.kubectl_ok(&["create", "-f", &ns]);
+    let out = cluster.kubectl(&["create", "namespace", "team-a"]);
+    assert!(
+        out.stderr
+            .contains("Error from server (AlreadyExists): namespaces \"team-a\" already exists"),
+        "{out:?}"
+    );
+    let out = cluster.kubectl(&["create", "-f", &ns]);
     assert!(
         out.stderr.contains("Error from server (AlreadyExists)")
             && out.stderr.contains("namespaces \"team-a\" already exists"),
@@ -80,7 +86,7 @@ fn bad_input_gets_kubernetes_errors() {
         "noimage.yaml",
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n",
     );
-    let out = cluster.kubectl(&["create", "-f", &noimage, "--validate=false"]);
+    let out = cluster.kubectl(&["create", "-f", &noimage]);
     assert!(
         out.stderr
             .contains("The Pod \"p\" is invalid: spec.containers[0].image: Required value"),
@@ -112,7 +118,7 @@ fn acknowledged_creates_survive_kill_9() {
         "ns.yaml",
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kept\n",
     );
-    cluster.kubectl_ok(&["create", "-f", &ns, "--validate=false"]);
+    cluster.kubectl_ok(&["create", "-f", &ns]);
     let rv_before = cluster.kubectl_ok(&[
         "get",
         "namespace",

@@ -199,16 +199,12 @@ async fn scenario(minor: u32) {
     );
 
     let manifest = s.file("y.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: two\n  labels:\n    app: demo\nspec:\n  containers:\n  - name: a\n    image: busybox:1.36\n  - name: b\n    image: busybox:1.36\n");
-    // OpenAPI (client-side validation) is not served yet, so `create -f` runs unvalidated.
+    // `create -f` validates against the served OpenAPI documents.
     assert_eq!(
-        s.ok(&["create", "-f", &manifest, "--validate=false"])
-            .await
-            .trim(),
+        s.ok(&["create", "-f", &manifest]).await.trim(),
         "pod/two created"
     );
-    let err = s
-        .fails(&["create", "-f", &manifest, "--validate=false"])
-        .await;
+    let err = s.fails(&["create", "-f", &manifest]).await;
     assert!(
         err.contains("Error from server (AlreadyExists)")
             && err.contains("pods \"two\" already exists"),

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::request::{Query, Representation, ResourcePath, decode_body, negotiate};
 use super::{ApiState, json_response, logs, watch};
 use crate::apiserver::error::ApiError;
+use crate::apiserver::openapi::{Warnings, check_unknown_fields};
 use crate::apiserver::registry::{JsonList, PatchType, Subresource, WriteParams};
 use crate::apiserver::resources::ResourceDef;
 use crate::apiserver::table::table;
@@ -98,9 +99,10 @@ pub async fn resource(
                 if def.namespaced && ns.is_none() {
                     return Err(not_allowed());
                 }
-                let obj = decode_body(headers, &body)?;
+                let mut obj = decode_body(headers, &body)?;
+                let warnings = check_unknown_fields(def, q.get("fieldValidation"), &mut obj)?;
                 let created = reg.create_json(def, ns, obj, write_params(&q)?).await?;
-                Ok(object_response(StatusCode::CREATED, def, &created, repr))
+                Ok(warnings.attach(object_response(StatusCode::CREATED, def, &created, repr)))
             }
             Method::DELETE => {
                 let opts_body = decode_body(headers, &body).ok();
@@ -128,11 +130,12 @@ pub async fn resource(
                 repr,
             )),
             Method::PUT => {
-                let obj = decode_body(headers, &body)?;
+                let mut obj = decode_body(headers, &body)?;
+                let warnings = check_unknown_fields(def, q.get("fieldValidation"), &mut obj)?;
                 let updated = reg
                     .update_json(def, ns, name, obj, Subresource::Main, write_params(&q)?)
                     .await?;
-                Ok(object_response(StatusCode::OK, def, &updated, repr))
+                Ok(warnings.attach(object_response(StatusCode::OK, def, &updated, repr)))
             }
             Method::PATCH => {
                 patch(
@@ -169,11 +172,12 @@ pub async fn resource(
                 repr,
             )),
             Method::PUT => {
-                let obj = decode_body(headers, &body)?;
+                let mut obj = decode_body(headers, &body)?;
+                let warnings = check_unknown_fields(def, q.get("fieldValidation"), &mut obj)?;
                 let updated = reg
                     .update_json(def, ns, name, obj, Subresource::Status, write_params(&q)?)
                     .await?;
-                Ok(object_response(StatusCode::OK, def, &updated, repr))
+                Ok(warnings.attach(object_response(StatusCode::OK, def, &updated, repr)))
             }
             Method::PATCH => {
                 patch(
@@ -248,11 +252,15 @@ async fn patch(
         .unwrap_or("");
     let kind =
         PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
-    let patch: Value = serde_json::from_slice(body)
+    let mut patch: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+    let warnings = match kind {
+        PatchType::Json => Warnings::default(),
+        _ => check_unknown_fields(def, q.get("fieldValidation"), &mut patch)?,
+    };
     let obj = state
         .registry
         .patch_json(def, ns, name, kind, &patch, sub, write_params(q)?)
         .await?;
-    Ok(object_response(StatusCode::OK, def, &obj, repr))
+    Ok(warnings.attach(object_response(StatusCode::OK, def, &obj, repr)))
 }

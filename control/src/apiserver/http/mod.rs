@@ -131,7 +131,7 @@ async fn dispatch(
     let path = uri.path();
     let query = request::Query::parse(uri.query());
     let result = if path.starts_with("/openapi/") {
-        Err(ApiError::no_route())
+        super::openapi::serve(&method, &uri, &headers)
     } else {
         match request::parse_path(path) {
             Ok(request::Target::Resource(r)) => {

@@ -235,6 +235,7 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> 
         }
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}"))),
+        crate::apiserver::protobuf::MEDIA_TYPE => Ok(crate::apiserver::protobuf::decode(body)?),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }
@@ -338,7 +339,7 @@ mod tests {
             http::header::CONTENT_TYPE,
             "application/vnd.kubernetes.protobuf".parse().unwrap(),
         );
-        assert_eq!(decode_body(&h, b"k8s\0").unwrap_err().code(), 415);
+        assert_eq!(decode_body(&h, b"k8s\0").unwrap_err().code(), 400);
     }
 
     #[test]

@@ -113,6 +113,19 @@ async fn media_types_methods_and_delete_options() {
         "k8s\0",
     )
     .await;
+    // Protobuf is decoded; a body that is only the magic is malformed.
+    assert_eq!(
+        (code, json(&body)["reason"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("BadRequest"))
+    );
+    let (code, body) = call(
+        &app,
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        Some("application/cbor"),
+        "{}",
+    )
+    .await;
     assert_eq!(
         (code, json(&body)["reason"].as_str()),
         (
