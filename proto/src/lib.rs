@@ -9,6 +9,7 @@ pub mod node {
     tonic::include_proto!("skiff.node.v1");
 }
 
+pub mod events;
 pub mod quantity;
 
 /// The Kubernetes API types (k8s-openapi, one pinned API version) used on both sides.

@@ -22,8 +22,13 @@ pub struct Cluster {
     control: Option<Child>,
 }
 
+/// Spawns `cmd` with stdout and stderr appended to `log` (kept across restarts).
 fn spawn(cmd: &mut Command, log: &Path) -> Child {
-    let file = std::fs::File::create(log).expect("creating log file");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("opening log file");
     let err = file.try_clone().expect("cloning log file");
     cmd.stdin(Stdio::null())
         .stdout(file)
@@ -73,19 +78,7 @@ impl Cluster {
             .arg(d.join("control"))
             .args(["--listen", "127.0.0.1:6443"]);
         cmd.arg("--kubeconfig").arg(&self.kubeconfig);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(d.join("logs/control.log"))
-            .expect("control log");
-        let err = log.try_clone().expect("cloning log file");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .spawn()
-            .expect("spawning skiff-control");
-        self.control = Some(child);
+        self.control = Some(spawn(&mut cmd, &d.join("logs/control.log")));
         wait_for(
             "the control plane to answer",
             Duration::from_secs(30),
@@ -155,19 +148,7 @@ impl Cluster {
             .arg("--registries")
             .arg(d.join("registries.yaml"));
         self.node_args(&mut cmd);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(d.join("logs/agent.log"))
-            .expect("agent log");
-        let err = log.try_clone().expect("cloning log file");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .spawn()
-            .expect("spawning skiff-agent");
-        self.agent = Some(child);
+        self.agent = Some(spawn(&mut cmd, &d.join("logs/agent.log")));
     }
 
     fn node_args(&self, cmd: &mut Command) {

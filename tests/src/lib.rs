@@ -16,8 +16,15 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A binary built by `cargo build --workspace` (the profile the tests were built with).
+/// A binary built by `cargo build --workspace`: from `$SKIFF_BIN_DIR` if set (benchmarks use
+/// release builds), else the profile the tests were built with.
 pub fn binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("SKIFF_BIN_DIR") {
+        let path = PathBuf::from(dir).join(name);
+        if path.exists() {
+            return path;
+        }
+    }
     let profile = if cfg!(debug_assertions) {
         "debug"
     } else {
@@ -51,6 +58,17 @@ pub fn privileged_env() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether a process whose full command line is exactly `args` runs anywhere on the machine.
+pub fn process_running(args: &str) -> bool {
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .expect("running ps");
+    String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .any(|l| l == args)
 }
 
 /// Polls `check` every 250 ms until it returns Some, or fails after `timeout` with `what`.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use skiff_tests::cluster::Cluster;
-use skiff_tests::{privileged_env, wait_for};
+use skiff_tests::{privileged_env, process_running, wait_for};
 
 #[test]
 fn killed_agent_readopts_running_pods() {
@@ -24,14 +24,8 @@ fn killed_agent_readopts_running_pods() {
     // kill -9: no chance to clean anything up.
     cluster.kill_agent();
     std::thread::sleep(Duration::from_secs(1));
-    let ps = std::process::Command::new("ps")
-        .args(["-eo", "args"])
-        .output()
-        .expect("ps");
     assert!(
-        String::from_utf8_lossy(&ps.stdout)
-            .lines()
-            .any(|l| l == "sleep 3600"),
+        process_running("sleep 3600"),
         "the container must outlive its agent"
     );
     cluster.start_agent();
@@ -51,14 +45,8 @@ fn killed_agent_readopts_running_pods() {
     );
 
     cluster.kubectl_ok(&["delete", "pod", "sleeper", "--grace-period=1"]);
-    let ps = std::process::Command::new("ps")
-        .args(["-eo", "args"])
-        .output()
-        .expect("ps");
     assert!(
-        !String::from_utf8_lossy(&ps.stdout)
-            .lines()
-            .any(|l| l == "sleep 3600"),
+        !process_running("sleep 3600"),
         "the container should be gone after delete"
     );
 }

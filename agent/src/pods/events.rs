@@ -1,10 +1,10 @@
 //! Events the agent records about pods (Pulling, Pulled, Created, Started, Failed, BackOff,
-//! Killing), shaped like the kubelet's so `kubectl describe pod` reads familiar.
+//! Killing), reported as the kubelet on this node.
 
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::api::core::v1::{Event, Pod};
+use skiff_proto::events::Reporter;
 
-/// An Event about `pod` (and one of its containers, if given).
+/// An Event about `pod` (and one of its containers, if given), from the kubelet on `node`.
 pub fn pod_event(
     pod: &Pod,
     node: &str,
@@ -13,40 +13,9 @@ pub fn pod_event(
     reason: &str,
     message: String,
 ) -> Event {
-    let now = jiff::Timestamp::now();
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let namespace = pod
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    Event {
-        metadata: ObjectMeta {
-            name: Some(format!("{name}.{:x}", now.as_nanosecond())),
-            namespace: Some(namespace.clone()),
-            ..Default::default()
-        },
-        involved_object: ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: Some(name),
-            namespace: Some(namespace),
-            uid: pod.metadata.uid.clone(),
-            resource_version: pod.metadata.resource_version.clone(),
-            field_path: container.map(|c| format!("spec.containers{{{c}}}")),
-        },
-        reason: Some(reason.into()),
-        message: Some(message),
-        type_: Some(type_.into()),
-        source: Some(EventSource {
-            component: Some("kubelet".into()),
-            host: Some(node.into()),
-        }),
-        reporting_component: Some("kubelet".into()),
-        reporting_instance: Some(node.into()),
-        first_timestamp: Some(Time(now)),
-        last_timestamp: Some(Time(now)),
-        count: Some(1),
-        ..Default::default()
-    }
+    let reporter = Reporter {
+        component: "kubelet",
+        host: Some(node),
+    };
+    skiff_proto::events::pod_event(pod, reporter, container, type_, reason, message)
 }

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Event, EventSource, Node, ObjectReference, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use skiff_proto::events::Reporter;
 
 use crate::apiserver::registry::Registry;
 use fit::Requests;
@@ -41,36 +41,11 @@ fn is_active(pod: &Pod) -> bool {
 }
 
 fn event(pod: &Pod, type_: &str, reason: &str, message: String) -> Event {
-    let now = jiff::Timestamp::now();
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    Event {
-        metadata: ObjectMeta {
-            name: Some(format!("{name}.{:x}", now.as_nanosecond())),
-            namespace: Some(namespace.clone()),
-            ..Default::default()
-        },
-        involved_object: ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: Some(name),
-            namespace: Some(namespace),
-            uid: pod.metadata.uid.clone(),
-            ..Default::default()
-        },
-        reason: Some(reason.into()),
-        message: Some(message),
-        type_: Some(type_.into()),
-        source: Some(EventSource {
-            component: Some(SCHEDULER_NAME.into()),
-            host: None,
-        }),
-        reporting_component: Some(SCHEDULER_NAME.into()),
-        first_timestamp: Some(Time(now)),
-        last_timestamp: Some(Time(now)),
-        count: Some(1),
-        ..Default::default()
-    }
+    let reporter = Reporter {
+        component: SCHEDULER_NAME,
+        host: None,
+    };
+    skiff_proto::events::pod_event(pod, reporter, None, type_, reason, message)
 }
 
 /// The scheduler's state between passes.

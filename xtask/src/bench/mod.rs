@@ -7,6 +7,8 @@ use serde::Serialize;
 
 use crate::paths::Paths;
 
+mod pods;
+
 /// One measured figure, optionally compared with a baseline (e.g. k3s, iptables).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BenchRow {
@@ -20,10 +22,6 @@ pub struct BenchRow {
     pub ratio: Option<f64>,
 }
 
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "used by the benchmarks as they are written")
-)]
 impl BenchRow {
     pub fn new(metric: &str, value: f64, unit: &str) -> Self {
         Self {
@@ -46,16 +44,11 @@ impl BenchRow {
 }
 
 pub fn bench(paths: &Paths, name: &str) -> Result<()> {
-    let rows = measure(name)?;
-    report(&paths.target(), name, &rows).map(|_| ())
-}
-
-/// Runs benchmark `name` and returns its rows.
-fn measure(name: &str) -> Result<Vec<BenchRow>> {
-    match name {
-        "pods" => bail!("bench pods: not yet implemented"),
+    let rows = match name {
+        "pods" => pods::run(paths)?,
         other => bail!("unknown benchmark {other:?}; known: pods"),
-    }
+    };
+    report(&paths.target(), name, &rows).map(|_| ())
 }
 
 /// Writes `<target>/bench/<name>.json` and prints the rows as a table.
