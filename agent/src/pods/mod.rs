@@ -4,6 +4,7 @@
 pub mod containers;
 pub mod events;
 pub mod logs;
+pub mod probes;
 pub mod state;
 pub mod status;
 pub mod worker;

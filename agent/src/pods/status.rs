@@ -30,6 +30,9 @@ pub struct ContainerView {
     pub restart_count: i32,
     pub observed: Observed,
     pub last_terminated: Option<ContainerStateTerminated>,
+    /// The probes' verdict while running (see `probes::ProbeStatus`).
+    pub started: bool,
+    pub ready: bool,
 }
 
 impl ContainerView {
@@ -59,8 +62,8 @@ impl ContainerView {
             image: self.image.clone(),
             image_id: self.image_id.clone().unwrap_or_default(),
             container_id: self.container_id.clone(),
-            ready: running,
-            started: Some(running),
+            ready: running && self.ready,
+            started: Some(running && self.started),
             restart_count: self.restart_count,
             state: Some(state),
             last_state: self.last_terminated.clone().map(|t| ContainerState {
@@ -138,7 +141,7 @@ pub fn pod_status(
     let all_ready = !containers.is_empty()
         && containers
             .iter()
-            .all(|c| matches!(c.observed, Observed::Running { .. }));
+            .all(|c| c.ready && matches!(c.observed, Observed::Running { .. }));
     let terminal = matches!(phase, "Succeeded" | "Failed");
     let previous = pod
         .status
@@ -214,6 +217,8 @@ mod tests {
             restart_count: restarts,
             observed,
             last_terminated: None,
+            started: true,
+            ready: true,
         }
     }
 
@@ -276,6 +281,48 @@ mod tests {
             phase("Always", &pending_init, &[view(waiting, 0)]),
             "Pending"
         );
+    }
+
+    #[test]
+    fn probes_decide_readiness_of_running_containers() {
+        let pod = Pod {
+            spec: Some(Default::default()),
+            ..Default::default()
+        };
+        let running = Observed::Running {
+            started_at: jiff::Timestamp::now(),
+        };
+        let cond = |status: &PodStatus, type_: &str| {
+            status
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == type_)
+                .map(|c| (c.status.clone(), c.reason.clone()))
+                .unwrap()
+        };
+        let mut unready = view(running.clone(), 0);
+        unready.ready = false;
+        let status = pod_status(&pod, &ready(), &[], &[unready.clone()]);
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        let cs = &status.container_statuses.as_ref().unwrap()[0];
+        assert_eq!((cs.ready, cs.started), (false, Some(true)));
+        for type_ in ["Ready", "ContainersReady"] {
+            assert_eq!(
+                cond(&status, type_),
+                ("False".into(), Some("ContainersNotReady".into()))
+            );
+        }
+        unready.started = false;
+        let status = pod_status(&pod, &ready(), &[], &[unready]);
+        assert_eq!(
+            status.container_statuses.unwrap()[0].started,
+            Some(false),
+            "the startup probe has not passed yet"
+        );
+        let status = pod_status(&pod, &ready(), &[], &[view(running, 0)]);
+        assert!(status.container_statuses.as_ref().unwrap()[0].ready);
+        assert_eq!(cond(&status, "Ready").0, "True");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! app containers with their restart policy and back-off), reports status, and tears it all down
 //! when the pod is deleted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::watch;
 
 use super::containers::{self, PodContext};
+use super::probes::{ContainerProbes, ProbeStatus, handlers};
 use super::state::{ContainerRecord, PodDir, PodRecord, uid_of};
 use super::status::{ContainerView, Observed, PodFacts, pod_status};
 use super::{Deps, events};
@@ -45,6 +46,10 @@ pub struct Worker {
     last_reported: Option<serde_json::Value>,
     netns: Option<std::path::PathBuf>,
     pod_cgroup: Option<String>,
+    /// The probes of each running app container (by name), for its current attempt.
+    probes: HashMap<String, ContainerProbes>,
+    /// Runtime ids of containers killed because a liveness/startup probe failed.
+    probe_kills: HashSet<String>,
 }
 
 impl Worker {
@@ -64,6 +69,8 @@ impl Worker {
             last_reported: None,
             netns: None,
             pod_cgroup: None,
+            probes: HashMap::new(),
+            probe_kills: HashSet::new(),
         }
     }
 
@@ -82,12 +89,95 @@ impl Worker {
         message: String,
     ) {
         let event = events::pod_event(pod, &self.deps.node_name, container, type_, reason, message);
-        let record = skiff_proto::node::EventRecord {
-            event_json: skiff_proto::to_json(&event),
-        };
-        if let Err(status) = self.deps.client.clone().record_event(record).await {
-            tracing::debug!(%status, "recording event failed");
+        send_event(&self.deps, &event).await;
+    }
+
+    /// The probes' verdict on the running app container `c` (attempt `id`), starting its
+    /// probes on first sight of the attempt; kills it (once, in the background) when a
+    /// liveness or startup probe has failed.
+    async fn probe_status(
+        &mut self,
+        pod: &Pod,
+        c: &Container,
+        id: &str,
+        started_at: jiff::Timestamp,
+    ) -> ProbeStatus {
+        let is_app = pod
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.containers.iter().any(|x| x.name == c.name));
+        let has_probes =
+            c.startup_probe.is_some() || c.readiness_probe.is_some() || c.liveness_probe.is_some();
+        if !is_app || !has_probes {
+            return ProbeStatus::initial(c);
         }
+        if self.probes.get(&c.name).map(|p| p.container_id.as_str()) != Some(id) {
+            let age = jiff::Timestamp::now()
+                .duration_since(started_at)
+                .try_into()
+                .unwrap_or(Duration::ZERO);
+            let now = tokio::time::Instant::now();
+            let target = handlers::Target {
+                runtime: self.deps.runtime.clone(),
+                container_id: id.to_string(),
+                host: self
+                    .record
+                    .pod_ip
+                    .clone()
+                    .unwrap_or_else(|| self.deps.host_ip.clone()),
+                ports: c.ports.clone().unwrap_or_default(),
+            };
+            let (deps, event_pod, name) = (self.deps.clone(), pod.clone(), c.name.clone());
+            let on_failure: super::probes::EventFn = Arc::new(move |kind, message| {
+                let event = events::pod_event(
+                    &event_pod,
+                    &deps.node_name,
+                    Some(&name),
+                    "Warning",
+                    "Unhealthy",
+                    format!("{} probe failed: {message}", kind.title()),
+                );
+                let deps = deps.clone();
+                tokio::spawn(async move { send_event(&deps, &event).await });
+            });
+            let probes = ContainerProbes::start(
+                c,
+                id.to_string(),
+                now.checked_sub(age).unwrap_or(now),
+                |p| handlers::check_for(p, &target),
+                on_failure,
+            );
+            self.probes.insert(c.name.clone(), probes);
+        }
+        let status = self.probes[&c.name].status();
+        if let Some(failure) = &status.failed
+            && self.probe_kills.insert(id.to_string())
+        {
+            let restart = policy(pod) != "Never";
+            let message = format!(
+                "Container {} failed {} probe{}",
+                c.name,
+                failure.kind.lower(),
+                if restart { ", will be restarted" } else { "" }
+            );
+            self.event(pod, Some(&c.name), "Normal", "Killing", message)
+                .await;
+            let grace = failure.grace.unwrap_or_else(|| {
+                let secs = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+                    .unwrap_or(30);
+                Duration::from_secs(secs.max(0) as u64)
+            });
+            let (runtime, id) = (self.deps.runtime.clone(), id.to_string());
+            tokio::spawn(async move {
+                if let Err(e) = runtime.stop(&id, grace).await {
+                    tracing::warn!(container = %id, error = %e, "killing an unhealthy container failed");
+                }
+            });
+        }
+        status
     }
 
     /// Creates the pod cgroup, network namespace and /etc files (idempotent).
@@ -160,11 +250,20 @@ impl Worker {
                 message: None,
             },
             last_terminated: rec.last_terminated.clone(),
+            started: false,
+            ready: false,
         };
         if let Some(id) = &rec.id {
-            let terminated = match (&rec.start_failure, self.deps.runtime.state(id)) {
+            let state = self.deps.runtime.state(id);
+            if !matches!(state, ContainerState::Running { .. }) {
+                self.probes.remove(&c.name);
+            }
+            let terminated = match (&rec.start_failure, state) {
                 (Some(failure), _) => failure.clone(),
                 (None, ContainerState::Running { started_at, .. }) => {
+                    let probes = self.probe_status(pod, c, id, started_at).await;
+                    view.started = probes.started;
+                    view.ready = probes.ready;
                     view.observed = Observed::Running { started_at };
                     return (view, Some(Duration::from_secs(1)));
                 }
@@ -194,8 +293,11 @@ impl Worker {
                     ..Default::default()
                 },
             };
+            // A container killed for a failed probe restarts unless the policy is Never.
+            let killed_by_probe = self.probe_kills.contains(id) && policy(pod) != "Never";
             let wants_restart = restart
                 && (policy(pod) == "Always"
+                    || killed_by_probe
                     || (policy(pod) == "OnFailure" && terminated.exit_code != 0));
             if !wants_restart {
                 view.observed = Observed::Terminated(terminated);
@@ -228,6 +330,7 @@ impl Worker {
                 return (view, Some(until - Instant::now()));
             }
             self.crash_backoff.remove(&c.name);
+            self.probe_kills.remove(id);
             if let Err(e) = self.deps.runtime.remove(id).await {
                 tracing::warn!(container = %c.name, error = %e, "removing exited container failed");
             }
@@ -399,6 +502,9 @@ impl Worker {
                 view.observed = Observed::Running {
                     started_at: jiff::Timestamp::now(),
                 };
+                let probes = ProbeStatus::initial(c);
+                view.started = probes.started;
+                view.ready = probes.ready;
                 (view, Some(Duration::from_millis(500)))
             }
             Err(e) => {
@@ -449,6 +555,8 @@ impl Worker {
                 message,
             },
             last_terminated: None,
+            started: false,
+            ready: false,
         };
         let mut init_views = Vec::new();
         let mut views = Vec::new();
@@ -543,6 +651,7 @@ impl Worker {
 
     /// Stops every container (SIGTERM, grace, SIGKILL) and removes all the pod had on the node.
     pub async fn terminate(&mut self, pod: &Pod, grace: Duration) {
+        self.probes.clear();
         let ids: Vec<(String, String)> = self
             .record
             .containers
@@ -573,6 +682,16 @@ impl Worker {
         if let Err(e) = self.dir.remove() {
             tracing::warn!(error = %e, "removing pod directory failed");
         }
+    }
+}
+
+/// Records an Event through the control plane (best effort).
+async fn send_event(deps: &Deps, event: &k8s_openapi::api::core::v1::Event) {
+    let record = skiff_proto::node::EventRecord {
+        event_json: skiff_proto::to_json(event),
+    };
+    if let Err(status) = deps.client.clone().record_event(record).await {
+        tracing::debug!(%status, "recording event failed");
     }
 }
 

@@ -10,9 +10,14 @@
 //!
 //! State dir layout (`<state_root>/<id>/`): `config.json` (the OCI bundle, `root.path` =
 //! `rootfs`), `shim.json` (what the shim needs), `status.json`, `shim.log`, `rootfs/` (the
-//! overlay mount point), `upper/` and `work/` (overlay), `lc/` (libcontainer's own state).
+//! overlay mount point), `upper/` and `work/` (overlay), `lc/` (libcontainer's own state),
+//! `exec.lock` (serializes exec set-ups).
+//!
+//! [`Runtime::exec`] / [`Runtime::spawn_exec`] run a command in a running container through a
+//! short-lived `skiff-agent shim exec` child (see `exec.rs`).
 
 mod cleanup;
+mod exec;
 mod rootfs;
 pub mod shim;
 mod spec;
@@ -25,6 +30,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+pub use exec::{ExecOutput, ExecSession, MAX_OUTPUT};
 use status::{Phase, Status};
 
 /// Resource limits of one container, as linux.resources (cgroup v1 units).
@@ -106,6 +112,15 @@ pub enum RuntimeError {
     /// Preparing the root filesystem (overlay mount) failed.
     #[error("failed to prepare the root filesystem of {id}: {message}")]
     Rootfs { id: String, message: String },
+    /// Exec needs a running container.
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    /// An exec'd command outlived its timeout and was killed.
+    #[error("command timed out after {}s", .timeout.as_secs_f64())]
+    ExecTimeout { id: String, timeout: Duration },
+    /// An exec'd command could not be run (or its child failed).
+    #[error("{message}")]
+    ExecFailed { id: String, message: String },
     /// The container did not stop after SIGKILL.
     #[error("container {0} did not stop")]
     StopTimeout(String),
@@ -291,5 +306,7 @@ async fn wait_exited(dir: &Path, timeout: Duration) -> bool {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod exec_tests;
 #[cfg(test)]
 pub(crate) mod tests;

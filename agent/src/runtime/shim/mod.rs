@@ -3,10 +3,13 @@
 //! log, waits for it and records its status. It daemonizes (fork + setsid) so the agent can
 //! restart without touching running containers.
 //!
+//! `skiff-agent shim exec …` is the exec child instead (see [`exec`]).
+//!
 //! Protocol with the agent: the agent starts the shim with stdout on a pipe; the shim writes
 //! one line there, `ok` once the container runs or `error: <message>`, and closes it. The
 //! state dir holds everything else (`shim.json` in, `status.json` out).
 
+pub mod exec;
 mod executor;
 mod logs;
 
@@ -49,6 +52,11 @@ impl ShimInput {
 /// before any other thread exists (before tokio starts). Returns the process exit code.
 pub fn main(args: Vec<String>) -> i32 {
     let at = args.iter().position(|a| a == "shim");
+    if let Some(i) = at
+        && args.get(i + 1).map(String::as_str) == Some("exec")
+    {
+        return exec::main(&args[i + 2..]);
+    }
     let Some(dir) = at.and_then(|i| args.get(i + 1)).map(PathBuf::from) else {
         eprintln!("usage: skiff-agent shim <state-dir>");
         return 2;
