@@ -2,6 +2,8 @@
 //! from the prost code of the `k8s-pb` crate (message names, field tags and types) and the JSON
 //! field names of the `k8s-openapi` crate, for the API server's generic protobuf body decoder
 //! (src/apiserver/protobuf/). Both crates come from crates.io at the versions in Cargo.lock.
+//! Also the strategic-merge-patch metadata of every field (build/patch_meta.rs), for
+//! src/apiserver/registry/strategic/.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -12,8 +14,12 @@ use prost_types::{
     DescriptorProto, FieldDescriptorProto, FileDescriptorProto, FileDescriptorSet, MessageOptions,
 };
 
+#[path = "build/patch_meta.rs"]
+mod patch_meta;
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=build/patch_meta.rs");
     let lock = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../Cargo.lock");
     println!("cargo:rerun-if-changed={}", lock.display());
     let lock = std::fs::read_to_string(&lock).expect("read the workspace Cargo.lock");
@@ -23,6 +29,7 @@ fn main() {
     let json_names = openapi_json_names(&openapi);
     let mut files: BTreeMap<String, FileDescriptorProto> = BTreeMap::new();
     let mut api_versions: BTreeMap<String, String> = BTreeMap::new();
+    let mut patch_meta: Vec<patch_meta::Entry> = Vec::new();
     for module in rust_files(&pb)
         .into_iter()
         .filter(|p| p.file_name().is_some_and(|n| n == "mod.rs"))
@@ -41,6 +48,7 @@ fn main() {
             continue;
         }
         let package = format!("k8s.io.{}", rel.join("."));
+        patch_meta::collect(&text, &package, &messages, &mut patch_meta);
         // The apiVersion of the package's kinds, from k8s-pb's `Resource` impls.
         for line in text.lines() {
             if let Some(v) = line
@@ -88,6 +96,11 @@ fn main() {
         .map(|(v, p)| format!("    ({v:?}, {p:?}),\n"))
         .collect();
     std::fs::write(out.join("k8s_api_versions.rs"), format!("&[\n{table}]\n")).unwrap();
+    std::fs::write(
+        out.join("k8s_patch_meta.rs"),
+        patch_meta::render(&patch_meta),
+    )
+    .unwrap();
 }
 
 /// The JSON name that marks a field embedded inline (Go's `json:",inline"`).

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use skiff_control::apiserver::resources::ServiceNetwork;
 use skiff_control::apiserver::{self, Pki, registry::Registry};
 use skiff_control::nodes::{ClusterNetwork, NodeService, StreamHub};
 use skiff_control::scheduler::Scheduler;
@@ -60,7 +61,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&args.data_dir.join("store"))?);
-    let registry = Registry::new(store).await?;
+    let service_network = ServiceNetwork::parse(&args.service_cidr)
+        .with_context(|| format!("--service-cidr {}", args.service_cidr))?;
+    let registry =
+        Registry::with_service_network(store, service_network, args.listen.port()).await?;
 
     let mut sans = args.tls_sans.clone();
     sans.push(args.listen.ip().to_string());

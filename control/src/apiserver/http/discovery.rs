@@ -54,11 +54,7 @@ fn discovery_resource(def: &ResourceDef) -> Value {
         .subresources
         .iter()
         .map(|s| {
-            let (group, version, kind) = if s.kind == "Binding" {
-                ("", "v1", "Binding")
-            } else {
-                (def.group, def.version, def.kind)
-            };
+            let (group, version, kind) = s.response_kind(def);
             json!({
                 "subresource": s.name,
                 "responseKind": {"group": group, "version": version, "kind": kind},
@@ -149,12 +145,12 @@ fn resource_list(group: &str, version: &str) -> Value {
                 "name": format!("{}/{}", def.plural, s.name),
                 "singularName": "",
                 "namespaced": def.namespaced,
-                "kind": if s.kind.is_empty() { def.kind } else { s.kind },
+                "kind": s.response_kind(def).2,
                 "verbs": s.verbs,
             });
-            if s.kind == "Binding" {
-                sr["group"] = json!("");
-                sr["version"] = json!("v1");
+            if let Some((group, version)) = s.api {
+                sr["group"] = json!(group);
+                sr["version"] = json!(version);
             }
             list.push(sr);
         }

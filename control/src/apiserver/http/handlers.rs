@@ -7,7 +7,7 @@ use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::request::{Query, Representation, ResourcePath, decode_body, negotiate};
-use super::{ApiState, json_response, logs, watch};
+use super::{ApiState, json_response, logs, scale, watch};
 use crate::apiserver::error::ApiError;
 use crate::apiserver::openapi::{Warnings, check_unknown_fields};
 use crate::apiserver::registry::{JsonList, PatchType, Subresource, WriteParams};
@@ -226,6 +226,9 @@ pub async fn resource(
             }
             _ => Err(not_allowed()),
         },
+        (Some(name), Some("scale")) => {
+            scale::serve(state, method, def, ns, name, &q, headers, &body).await
+        }
         (Some(name), Some("log")) => match method {
             Method::GET => logs::serve(state, ns.unwrap_or_default(), name, &q).await,
             _ => Err(not_allowed()),

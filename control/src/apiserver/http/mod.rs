@@ -21,6 +21,7 @@ mod discovery;
 mod handlers;
 mod logs;
 pub mod request;
+mod scale;
 mod watch;
 
 #[cfg(test)]

@@ -296,7 +296,7 @@ mod tests {
             "/api/v1/widgets",
             "/api/v1/pods/x",
             "/api/v1/namespaces/ns/pods/x/exec2",
-            "/apis/apps",
+            "/apis/apps.example.com",
             "/nope",
         ] {
             assert_eq!(parse_path(bad).unwrap_err().code(), 404, "{bad}");

@@ -8,6 +8,8 @@ use k8s_openapi::ListableResource;
 use k8s_openapi::schemars::{JsonSchema, SchemaGenerator, generate::SchemaSettings};
 use serde_json::{Map, Value};
 
+use crate::apiserver::registry::PatchType;
+
 /// Where the generator puts definitions; refs inside [`Catalog::defs`] use this prefix.
 pub(crate) const DEFS_PREFIX: &str = "#/$defs/";
 
@@ -39,6 +41,29 @@ fn register<K: ListableResource + JsonSchema>(
     });
 }
 
+/// Puts upstream's strategic-merge metadata on the properties that have it
+/// (`x-kubernetes-patch-strategy`, `x-kubernetes-patch-merge-key`), which kubectl's client-side
+/// apply reads to compute merge-key patches.
+fn add_patch_metadata(defs: &mut Map<String, Value>) {
+    for (name, schema) in defs.iter_mut() {
+        let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for (field, prop) in props.iter_mut() {
+            let (Some((strategy, key)), Some(prop)) = (
+                PatchType::strategic_field_meta(name, field),
+                prop.as_object_mut(),
+            ) else {
+                continue;
+            };
+            if !key.is_empty() {
+                prop.insert("x-kubernetes-patch-merge-key".into(), key.into());
+            }
+            prop.insert("x-kubernetes-patch-strategy".into(), strategy.into());
+        }
+    }
+}
+
 macro_rules! catalog {
     ($($($seg:ident)::+),* $(,)?) => {
         fn register_all(g: &mut SchemaGenerator, kinds: &mut Vec<KindSchema>) {
@@ -65,10 +90,9 @@ impl Catalog {
         g.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>();
         g.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions>();
         g.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta>();
-        Catalog {
-            defs: g.take_definitions(true),
-            kinds,
-        }
+        let mut defs = g.take_definitions(true);
+        add_patch_metadata(&mut defs);
+        Catalog { defs, kinds }
     }
 
     /// The schema of a top-level kind.

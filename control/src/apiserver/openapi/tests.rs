@@ -268,7 +268,7 @@ fn hashes_make_documents_immutable() {
     assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
     let err = serve(
         &Method::GET,
-        &"/openapi/v3/apis/apps/v1".parse().unwrap(),
+        &"/openapi/v3/apis/networking.k8s.io/v1".parse().unwrap(),
         &HeaderMap::new(),
     )
     .unwrap_err();

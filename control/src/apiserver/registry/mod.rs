@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tracing::info;
 
 use super::error::{ApiError, FieldError};
-use super::resources::{self, ResourceDef};
+use super::resources::{self, ResourceDef, ServiceNetwork};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::validation::validate_metadata;
 use crate::store::{ListOptions, Revision, Store, StoreError};
@@ -31,6 +31,9 @@ pub const SYSTEM_NAMESPACES: &[&str] =
 
 /// How many times a read-modify-write retries on a concurrent change.
 const RETRIES: usize = 8;
+
+/// The API server port the `kubernetes` service targets unless told otherwise.
+pub const DEFAULT_API_PORT: u16 = 6443;
 
 /// Selection and paging of a list or watch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,6 +76,10 @@ pub struct JsonList {
 pub struct Registry {
     store: Arc<dyn Store>,
     bookmark_interval: Duration,
+    /// The ranges of service ClusterIPs and NodePorts.
+    network: Arc<ServiceNetwork>,
+    /// Serializes the writes of kinds with an allocation hook (see `Strategy::allocate`).
+    alloc_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -132,11 +139,24 @@ fn invalid(def: &ResourceDef, obj: &Value, errs: Vec<FieldError>) -> Result<(), 
 }
 
 impl Registry {
-    /// Wraps the store and makes sure the system namespaces exist.
+    /// Wraps the store and makes sure the system namespaces and the `kubernetes` service (in
+    /// the default 10.43.0.0/16 range) exist.
     pub async fn new(store: Arc<dyn Store>) -> Result<Registry, ApiError> {
+        Self::with_service_network(store, ServiceNetwork::default(), DEFAULT_API_PORT).await
+    }
+
+    /// Like [`Registry::new`] with the service range and the port the API server listens on
+    /// (the `kubernetes` service's targetPort).
+    pub async fn with_service_network(
+        store: Arc<dyn Store>,
+        network: ServiceNetwork,
+        api_port: u16,
+    ) -> Result<Registry, ApiError> {
         let registry = Registry {
             store,
             bookmark_interval: Duration::from_secs(60),
+            network: Arc::new(network),
+            alloc_lock: Arc::new(tokio::sync::Mutex::new(())),
         };
         for ns in SYSTEM_NAMESPACES {
             let def = resource("", "namespaces")?;
@@ -154,7 +174,51 @@ impl Registry {
                 Err(e) => return Err(e),
             }
         }
+        let services = resource("", "services")?;
+        let exists = registry
+            .store
+            .get(&services.key(Some("default"), "kubernetes"))
+            .await?
+            .is_some();
+        if !exists {
+            let svc = resources::services::kubernetes_service(&registry.network, api_port);
+            match registry
+                .create_json(services, Some("default"), svc, WriteParams::default())
+                .await
+            {
+                Ok(_) => info!("created the kubernetes service"),
+                Err(ApiError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         Ok(registry)
+    }
+
+    /// The service ranges this registry allocates from.
+    pub fn service_network(&self) -> &ServiceNetwork {
+        &self.network
+    }
+
+    /// Runs the kind's allocation hook (if any) on `obj` against every other stored object of
+    /// the kind. Callers hold `alloc_lock` from here until their store write is done.
+    async fn allocate(
+        &self,
+        def: &ResourceDef,
+        obj: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let Some(hook) = def.strategy.allocate else {
+            return Ok(());
+        };
+        let all = self.list_json(def, None, &ListParams::default()).await?;
+        let me = old.map(object::uid);
+        let others: Vec<Value> = all
+            .items
+            .into_iter()
+            .filter(|o| Some(object::uid(o)) != me)
+            .collect();
+        let errs = hook(obj, old, &others, &self.network);
+        invalid(def, obj, errs)
     }
 
     /// How often watches with `allowWatchBookmarks` get a BOOKMARK (default 60 s).
@@ -285,6 +349,10 @@ impl Registry {
                 m.remove("generation");
             }
         }
+        let _alloc = match def.strategy.allocate {
+            Some(_) => Some(self.alloc_lock.lock().await),
+            None => None,
+        };
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -307,6 +375,7 @@ impl Registry {
                 let ns = object::namespace(&obj).unwrap_or_default().to_string();
                 self.require_namespace(&ns).await?;
             }
+            self.allocate(def, &mut obj, None).await?;
             if params.dry_run {
                 return Ok(obj);
             }
@@ -436,6 +505,11 @@ impl Registry {
         errs.extend((def.strategy.validate)(&new));
         errs.extend((def.strategy.validate_update)(&new, old));
         invalid(def, &new, errs)?;
+        let _alloc = match def.strategy.allocate {
+            Some(_) => Some(self.alloc_lock.lock().await),
+            None => None,
+        };
+        self.allocate(def, &mut new, Some(old)).await?;
         object::set_resource_version(&mut new, rev);
         if &new == old || params.dry_run {
             return Ok(new);

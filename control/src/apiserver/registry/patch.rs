@@ -1,17 +1,16 @@
 //! PATCH: JSON merge patch (RFC 7386), JSON patch (RFC 6902, via the `json-patch` crate) and
-//! strategic merge patch.
-//!
-//! Limitation: strategic merge patch is applied as a JSON merge patch for now, after dropping
-//! its `$`-directives (`$setElementOrder/...`, `$retainKeys`, `$patch`, `$deleteFromPrimitiveList`).
-//! Lists are therefore replaced, not merged by their patch-merge-key (`containers` by `name`,
-//! ...). This is right for the common `kubectl label/annotate/scale/cordon` patches; full SMP
-//! follows the OpenAPI patch-strategy markers and comes with the OpenAPI work.
+//! strategic merge patch (the `strategic` module, driven by the upstream patch metadata of each
+//! field). Kinds without an upstream type reject strategic merge patches with 415, as upstream
+//! does for custom resources.
 
 use serde_json::Value;
 
 use super::{RETRIES, Registry, Subresource, WriteParams, object};
 use crate::apiserver::error::ApiError;
 use crate::apiserver::resources::ResourceDef;
+
+#[path = "strategic/mod.rs"]
+pub(crate) mod strategic;
 
 /// The PATCH content types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +19,7 @@ pub enum PatchType {
     Json,
     /// `application/merge-patch+json`
     Merge,
-    /// `application/strategic-merge-patch+json` (applied as a merge patch, see module docs)
+    /// `application/strategic-merge-patch+json`
     StrategicMerge,
 }
 
@@ -33,22 +32,32 @@ impl PatchType {
             _ => None,
         }
     }
-}
 
-/// Removes strategic-merge directives (keys starting with `$`) recursively.
-fn strip_directives(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            m.retain(|k, _| !k.starts_with('$'));
-            m.values_mut().for_each(strip_directives);
-        }
-        Value::Array(a) => a.iter_mut().for_each(strip_directives),
-        _ => {}
+    /// The strategic-merge metadata (strategy, merge key) of `property` of the OpenAPI
+    /// definition `definition`, for `x-kubernetes-patch-strategy` / `-merge-key` in the served
+    /// documents; `None` when the field has none.
+    pub fn strategic_field_meta(
+        definition: &str,
+        property: &str,
+    ) -> Option<(&'static str, &'static str)> {
+        strategic::definition_patch_meta(definition, property).map(|m| (m.strategy, m.merge_key))
     }
 }
 
-/// Applies a patch document to `target`.
-pub fn apply_patch(target: &mut Value, kind: PatchType, patch: &Value) -> Result<(), ApiError> {
+/// The 415 upstream answers a strategic merge patch of a kind it has no type for.
+fn strategic_unsupported() -> ApiError {
+    ApiError::UnsupportedMediaType {
+        message: "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".into(),
+    }
+}
+
+/// Applies a patch document to `target`, an object of kind `def`.
+pub fn apply_patch(
+    def: &ResourceDef,
+    target: &mut Value,
+    kind: PatchType,
+    patch: &Value,
+) -> Result<(), ApiError> {
     match kind {
         PatchType::Json => {
             let p: json_patch::Patch = serde_json::from_value(patch.clone())
@@ -69,14 +78,12 @@ pub fn apply_patch(target: &mut Value, kind: PatchType, patch: &Value) -> Result
             Ok(())
         }
         PatchType::StrategicMerge => {
-            if !patch.is_object() {
-                return Err(ApiError::bad_request(
-                    "a strategic merge patch must be a JSON object",
-                ));
-            }
-            let mut p = patch.clone();
-            strip_directives(&mut p);
-            json_patch::merge(target, &p);
+            let schema = strategic::KindSchema::for_kind(&def.group_version(), def.kind)
+                .ok_or_else(strategic_unsupported)?;
+            let Value::Object(patch) = patch else {
+                return Err(ApiError::bad_request("invalid JSON document"));
+            };
+            strategic::apply(target, patch, &schema)?;
             Ok(())
         }
     }
@@ -102,7 +109,7 @@ impl Registry {
         for _ in 0..RETRIES {
             let (old, rev) = self.get_with_revision(def, namespace, name).await?;
             let mut new = old.clone();
-            apply_patch(&mut new, kind, patch)?;
+            apply_patch(def, &mut new, kind, patch)?;
             let expected = object::resource_version(&new)?;
             if expected.is_some_and(|e| e != rev) {
                 return Err(ApiError::conflict(def.group, def.plural, name));
@@ -131,12 +138,18 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apiserver::resources::find;
     use serde_json::json;
 
+    fn pods() -> &'static ResourceDef {
+        find("", "v1", "pods").unwrap()
+    }
+
     #[test]
-    fn merge_json_and_strategic() {
+    fn merge_and_json_patches() {
         let mut o = json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"x": [1, 2]}});
         apply_patch(
+            pods(),
             &mut o,
             PatchType::Merge,
             &json!({"metadata": {"labels": {"a": null, "c": "3"}}}),
@@ -144,6 +157,7 @@ mod tests {
         .unwrap();
         assert_eq!(o["metadata"]["labels"], json!({"b": "2", "c": "3"}));
         apply_patch(
+            pods(),
             &mut o,
             PatchType::Json,
             &json!([{"op": "add", "path": "/spec/x/-", "value": 3}]),
@@ -151,6 +165,7 @@ mod tests {
         .unwrap();
         assert_eq!(o["spec"]["x"], json!([1, 2, 3]));
         let e = apply_patch(
+            pods(),
             &mut o,
             PatchType::Json,
             &json!([{"op": "test", "path": "/spec/x/0", "value": 9}]),
@@ -158,20 +173,127 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.code(), 422);
         assert_eq!(
-            apply_patch(&mut o, PatchType::Json, &json!({"op": "x"}))
+            apply_patch(pods(), &mut o, PatchType::Json, &json!({"op": "x"}))
                 .unwrap_err()
                 .code(),
             400
         );
+    }
+
+    #[test]
+    fn strategic_merges_containers_by_name() {
+        let mut pod = json!({"metadata": {"name": "p", "labels": {"a": "1"}}, "spec": {"containers": [
+            {"name": "a", "image": "busybox:1"},
+            {"name": "b", "image": "busybox:1"},
+        ]}});
         apply_patch(
-            &mut o,
+            pods(),
+            &mut pod,
             PatchType::StrategicMerge,
-            &json!({"$setElementOrder/x": [], "metadata": {"labels": {"d": "4", "$patch": "merge"}}}),
+            &json!({"metadata": {"labels": {"b": "2"}}, "spec": {"containers": [{"name": "b", "image": "busybox:2"}]}}),
         )
         .unwrap();
-        assert_eq!(o["metadata"]["labels"]["d"], "4");
-        assert!(o.get("$setElementOrder/x").is_none());
-        assert!(o["metadata"]["labels"].get("$patch").is_none());
+        assert_eq!(pod["metadata"]["labels"], json!({"a": "1", "b": "2"}));
+        assert_eq!(
+            pod["spec"]["containers"],
+            json!([{"name": "a", "image": "busybox:1"}, {"name": "b", "image": "busybox:2"}])
+        );
+        // A merge patch replaces the list.
+        apply_patch(
+            pods(),
+            &mut pod,
+            PatchType::Merge,
+            &json!({"spec": {"containers": [{"name": "b", "image": "busybox:3"}]}}),
+        )
+        .unwrap();
+        assert_eq!(
+            pod["spec"]["containers"],
+            json!([{"name": "b", "image": "busybox:3"}])
+        );
+    }
+
+    #[test]
+    fn strategic_errors_answer_like_upstream() {
+        let mut pod = json!({"spec": {"containers": [{"name": "a", "image": "x"}]}});
+        // `$patch: merge` is not a map directive upstream.
+        let e = apply_patch(
+            pods(),
+            &mut pod,
+            PatchType::StrategicMerge,
+            &json!({"metadata": {"labels": {"$patch": "merge", "d": "4"}}}),
+        );
+        // labels is absent: the value is taken whole, the directive map dropped.
+        assert!(e.is_ok());
+        assert!(pod["metadata"].get("labels").is_none());
+        let mut pod = json!({"metadata": {"labels": {"a": "1"}}});
+        let e = apply_patch(
+            pods(),
+            &mut pod,
+            PatchType::StrategicMerge,
+            &json!({"metadata": {"labels": {"$patch": "merge", "d": "4"}}}),
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), 500);
+        assert!(
+            e.to_string()
+                .starts_with("unknown patch type: merge in map"),
+            "{e}"
+        );
+        let mut pod = json!({"spec": {"containers": [{"name": "a", "image": "x"}]}});
+        let e = apply_patch(
+            pods(),
+            &mut pod,
+            PatchType::StrategicMerge,
+            &json!({"spec": {"containers": [{"image": "y"}]}}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "map: map[image:y] does not contain declared merge key: name"
+        );
+        let e = apply_patch(
+            pods(),
+            &mut pod,
+            PatchType::StrategicMerge,
+            &json!({"spec": {"$retainKeys": "x"}}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.code(), e.to_string().as_str()),
+            (400, "invalid patch format of retainKeys")
+        );
+    }
+
+    #[test]
+    fn strategic_patch_of_a_kind_without_upstream_type_is_415() {
+        let widgets = ResourceDef {
+            group: "example.com",
+            version: "v1",
+            plural: "widgets",
+            kind: "Widget",
+            ..*pods()
+        };
+        let mut o = json!({"spec": {"a": 1}});
+        let e = apply_patch(
+            &widgets,
+            &mut o,
+            PatchType::StrategicMerge,
+            &json!({"spec": {"a": 2}}),
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), 415);
+        assert!(
+            e.to_string().contains("application/merge-patch+json"),
+            "{e}"
+        );
+        apply_patch(
+            &widgets,
+            &mut o,
+            PatchType::Merge,
+            &json!({"spec": {"a": 2}}),
+        )
+        .unwrap();
+        assert_eq!(o, json!({"spec": {"a": 2}}));
     }
 
     #[test]
@@ -191,6 +313,48 @@ mod tests {
         assert_eq!(
             PatchType::from_content_type("application/apply-patch+yaml"),
             None
+        );
+    }
+
+    #[test]
+    fn openapi_field_meta_comes_from_upstream_markers() {
+        let meta = PatchType::strategic_field_meta;
+        assert_eq!(
+            meta("io.k8s.api.core.v1.PodSpec", "containers"),
+            Some(("merge", "name"))
+        );
+        assert_eq!(
+            meta("io.k8s.api.core.v1.PodSpec", "volumes"),
+            Some(("merge,retainKeys", "name"))
+        );
+        assert_eq!(meta("io.k8s.api.core.v1.PodSpec", "tolerations"), None);
+        assert_eq!(
+            meta("io.k8s.api.core.v1.Container", "ports"),
+            Some(("merge", "containerPort"))
+        );
+        // EphemeralContainer embeds its common fields inline.
+        assert_eq!(
+            meta("io.k8s.api.core.v1.EphemeralContainer", "env"),
+            Some(("merge", "name"))
+        );
+        assert_eq!(
+            meta(
+                "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+                "finalizers"
+            ),
+            Some(("merge", ""))
+        );
+        assert_eq!(
+            meta("io.k8s.api.apps.v1.DeploymentSpec", "strategy"),
+            Some(("retainKeys", ""))
+        );
+        assert_eq!(
+            meta("io.k8s.api.storage.v1.CSINodeSpec", "drivers"),
+            Some(("merge", "name"))
+        );
+        assert_eq!(
+            meta("io.k8s.api.core.v1.ServiceSpec", "ports"),
+            Some(("merge", "port"))
         );
     }
 }

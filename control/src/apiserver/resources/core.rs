@@ -8,11 +8,7 @@ use crate::apiserver::error::FieldError;
 use crate::apiserver::table::{AGE_COLUMN, Column, NAME_COLUMN, age, object_age, or_none};
 use crate::apiserver::validation::NameRule;
 
-const STATUS_SUB: SubresourceDef = SubresourceDef {
-    name: "status",
-    kind: "",
-    verbs: &["get", "patch", "update"],
-};
+const STATUS_SUB: SubresourceDef = super::STATUS_SUBRESOURCE;
 
 // ---- namespaces
 
@@ -41,6 +37,7 @@ pub const NAMESPACES: ResourceDef = ResourceDef {
         columns: NAMESPACE_COLUMNS,
         row: namespace_row,
     },
+    storage: "",
 };
 
 fn namespace_defaults(ns: &mut Value) {
@@ -97,6 +94,7 @@ pub const NODES: ResourceDef = ResourceDef {
         columns: NODE_COLUMNS,
         row: node_row,
     },
+    storage: "",
 };
 
 static NODE_COLUMNS: &[Column] = &[
@@ -256,9 +254,10 @@ pub const EVENTS: ResourceDef = ResourceDef {
         columns: EVENT_COLUMNS,
         row: event_row,
     },
+    storage: "",
 };
 
-fn event_validate(ev: &Value) -> Vec<FieldError> {
+pub(super) fn event_validate(ev: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if ev["involvedObject"].is_null() {
         errs.push(FieldError::required("involvedObject"));
@@ -273,7 +272,7 @@ fn event_validate(ev: &Value) -> Vec<FieldError> {
     errs
 }
 
-static EVENT_COLUMNS: &[Column] = &[
+pub(super) static EVENT_COLUMNS: &[Column] = &[
     Column::new(
         "Last Seen",
         "string",
@@ -340,7 +339,7 @@ static EVENT_COLUMNS: &[Column] = &[
     Column::new("Name", "string", "name", "Name of the event.", 1),
 ];
 
-fn event_row(ev: &Value, now: jiff::Timestamp) -> Vec<Value> {
+pub(super) fn event_row(ev: &Value, now: jiff::Timestamp) -> Vec<Value> {
     let first = [
         &ev["firstTimestamp"],
         &ev["eventTime"],
@@ -408,6 +407,7 @@ pub const LEASES: ResourceDef = ResourceDef {
         columns: LEASE_COLUMNS,
         row: lease_row,
     },
+    storage: "",
 };
 
 static LEASE_COLUMNS: &[Column] = &[

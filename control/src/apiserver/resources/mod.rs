@@ -8,8 +8,23 @@ use super::error::FieldError;
 use super::table::Column;
 use super::validation::NameRule;
 
+mod apps;
+mod batch;
 mod core;
+mod core_config;
+mod core_quota;
+mod cron;
+mod groups;
 pub mod pods;
+mod rbac;
+pub mod scale;
+pub mod services;
+mod workloads;
+
+#[cfg(test)]
+mod kubectl_tests;
+
+pub use services::{ServiceNetwork, ServiceNetworkError};
 
 /// A subresource as discovery lists it.
 #[derive(Debug, Clone, Copy)]
@@ -18,7 +33,44 @@ pub struct SubresourceDef {
     /// Kind of the request/response body (`Binding` for pods/binding).
     pub kind: &'static str,
     pub verbs: &'static [&'static str],
+    /// `(group, version)` of `kind` when it is not the parent's (`Binding` is core/v1,
+    /// `Scale` autoscaling/v1).
+    pub api: Option<(&'static str, &'static str)>,
 }
+
+impl SubresourceDef {
+    /// `(group, version, kind)` of the subresource's request and response body.
+    pub fn response_kind(
+        &self,
+        parent: &ResourceDef,
+    ) -> (&'static str, &'static str, &'static str) {
+        let kind = if self.kind.is_empty() {
+            parent.kind
+        } else {
+            self.kind
+        };
+        match self.api {
+            Some((g, v)) => (g, v, kind),
+            None => (parent.group, parent.version, kind),
+        }
+    }
+}
+
+/// The `status` subresource (its kind is the parent's).
+pub const STATUS_SUBRESOURCE: SubresourceDef = SubresourceDef {
+    name: "status",
+    kind: "",
+    verbs: &["get", "patch", "update"],
+    api: None,
+};
+
+/// The `scale` subresource (autoscaling/v1 Scale).
+pub const SCALE_SUBRESOURCE: SubresourceDef = SubresourceDef {
+    name: "scale",
+    kind: "Scale",
+    verbs: &["get", "patch", "update"],
+    api: Some(("autoscaling", "v1")),
+};
 
 /// Per-kind behaviour. Every hook works on the JSON form of the object.
 #[derive(Clone, Copy)]
@@ -31,7 +83,14 @@ pub struct Strategy {
     pub validate: fn(&Value) -> Vec<FieldError>,
     /// Extra checks on update (immutable fields): `(new, old)`.
     pub validate_update: fn(&Value, &Value) -> Vec<FieldError>,
+    /// Allocation of cluster-unique values (service IPs, node ports). The registry calls it
+    /// in the write path after validation, under one allocation lock, with every stored object
+    /// of the kind except the one being written, so two writers never get the same value.
+    pub allocate: Option<AllocateFn>,
 }
+
+/// `(object, old object on update, the kind's other stored objects, service ranges)`.
+pub type AllocateFn = fn(&mut Value, Option<&Value>, &[Value], &ServiceNetwork) -> Vec<FieldError>;
 
 fn no_op(_: &mut Value) {}
 fn no_errors(_: &Value) -> Vec<FieldError> {
@@ -48,6 +107,7 @@ impl Strategy {
         prepare_create: no_op,
         validate: no_errors,
         validate_update: no_update_errors,
+        allocate: None,
     };
 }
 
@@ -78,6 +138,9 @@ pub struct ResourceDef {
     pub tracks_generation: bool,
     pub strategy: Strategy,
     pub table: TableDef,
+    /// The store's name for the kind when two group-versions would share a plural (`""`: the
+    /// plural).
+    pub storage: &'static str,
 }
 
 impl std::fmt::Debug for ResourceDef {
@@ -97,6 +160,42 @@ pub const STANDARD_VERBS: &[&str] = &[
     "update",
     "watch",
 ];
+
+fn no_row(_: &Value, _: jiff::Timestamp) -> Vec<Value> {
+    Vec::new()
+}
+
+/// A template for entries: `ResourceDef { plural: .., ..ResourceDef::BASE }`.
+impl ResourceDef {
+    pub const BASE: ResourceDef = ResourceDef {
+        group: "",
+        version: "v1",
+        plural: "",
+        singular: "",
+        kind: "",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        name_rule: NameRule::Dns1123Subdomain,
+        field_selectors: &[],
+        tracks_generation: false,
+        strategy: Strategy::PLAIN,
+        table: TableDef {
+            columns: &[],
+            row: no_row,
+        },
+        storage: "",
+    };
+
+    fn store_name(&self) -> &'static str {
+        if self.storage.is_empty() {
+            self.plural
+        } else {
+            self.storage
+        }
+    }
+}
 
 impl ResourceDef {
     /// `v1` or `coordination.k8s.io/v1`.
@@ -123,16 +222,16 @@ impl ResourceDef {
     /// The store key of one object.
     pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
         match (self.namespaced, namespace) {
-            (true, Some(ns)) => format!("/registry/{}/{ns}/{name}", self.plural),
-            _ => format!("/registry/{}/{name}", self.plural),
+            (true, Some(ns)) => format!("/registry/{}/{ns}/{name}", self.store_name()),
+            _ => format!("/registry/{}/{name}", self.store_name()),
         }
     }
 
     /// The store prefix of a list (one namespace, or all of them).
     pub fn prefix(&self, namespace: Option<&str>) -> String {
         match (self.namespaced, namespace) {
-            (true, Some(ns)) => format!("/registry/{}/{ns}/", self.plural),
-            _ => format!("/registry/{}/", self.plural),
+            (true, Some(ns)) => format!("/registry/{}/{ns}/", self.store_name()),
+            _ => format!("/registry/{}/", self.store_name()),
         }
     }
 }
@@ -144,6 +243,26 @@ pub static RESOURCES: &[ResourceDef] = &[
     pods::PODS,
     core::EVENTS,
     core::LEASES,
+    core_config::CONFIGMAPS,
+    core_config::SECRETS,
+    core_config::SERVICEACCOUNTS,
+    services::SERVICES,
+    core_config::ENDPOINTS,
+    core_quota::LIMITRANGES,
+    core_quota::RESOURCEQUOTAS,
+    apps::DEPLOYMENTS,
+    apps::REPLICASETS,
+    apps::DAEMONSETS,
+    apps::STATEFULSETS,
+    batch::JOBS,
+    batch::CRONJOBS,
+    groups::ENDPOINTSLICES,
+    groups::PODDISRUPTIONBUDGETS,
+    groups::EVENTS_V1,
+    rbac::ROLES,
+    rbac::ROLEBINDINGS,
+    rbac::CLUSTERROLES,
+    rbac::CLUSTERROLEBINDINGS,
 ];
 
 /// Looks a resource up by group and plural name (or, failing that, a short name).
@@ -190,8 +309,45 @@ mod tests {
         assert!(find("", "v1", "leases").is_none());
         assert_eq!(
             group_versions(),
-            vec![("", "v1"), ("coordination.k8s.io", "v1")]
+            vec![
+                ("", "v1"),
+                ("coordination.k8s.io", "v1"),
+                ("apps", "v1"),
+                ("batch", "v1"),
+                ("discovery.k8s.io", "v1"),
+                ("policy", "v1"),
+                ("events.k8s.io", "v1"),
+                ("rbac.authorization.k8s.io", "v1"),
+            ]
         );
+    }
+
+    #[test]
+    fn every_kind_has_its_own_store_prefix() {
+        for (i, a) in RESOURCES.iter().enumerate() {
+            for b in &RESOURCES[i + 1..] {
+                assert!(
+                    !a.prefix(None).starts_with(&b.prefix(None))
+                        && !b.prefix(None).starts_with(&a.prefix(None)),
+                    "{a:?} and {b:?} share a store prefix"
+                );
+            }
+            let table_first = a.table.columns.first().map(|c| c.name);
+            assert!(table_first.is_some(), "{a:?} has no Table columns");
+        }
+        let deploy = find("apps", "v1", "deployments").unwrap();
+        let scale = deploy
+            .subresources
+            .iter()
+            .find(|s| s.name == "scale")
+            .unwrap();
+        assert_eq!(scale.response_kind(deploy), ("autoscaling", "v1", "Scale"));
+        let status = deploy
+            .subresources
+            .iter()
+            .find(|s| s.name == "status")
+            .unwrap();
+        assert_eq!(status.response_kind(deploy), ("apps", "v1", "Deployment"));
     }
 
     #[test]

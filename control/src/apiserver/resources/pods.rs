@@ -22,16 +22,19 @@ pub const PODS: ResourceDef = ResourceDef {
             name: "binding",
             kind: "Binding",
             verbs: &["create"],
+            api: Some(("", "v1")),
         },
         SubresourceDef {
             name: "log",
             kind: "Pod",
             verbs: &["get"],
+            api: None,
         },
         SubresourceDef {
             name: "status",
             kind: "Pod",
             verbs: &["get", "patch", "update"],
+            api: None,
         },
     ],
     name_rule: NameRule::Dns1123Subdomain,
@@ -51,15 +54,19 @@ pub const PODS: ResourceDef = ResourceDef {
         prepare_create,
         validate,
         validate_update,
+        allocate: None,
     },
     table: TableDef {
         columns: COLUMNS,
         row,
     },
+    storage: "",
 };
 
-fn set_default(obj: &mut Map<String, Value>, key: &str, value: Value) {
-    if obj.get(key).is_none_or(Value::is_null) {
+/// Sets `key` when it is absent, null or an empty string: Go's zero value, which is what a
+/// protobuf body carries for a string field the client left unset.
+pub(super) fn set_default(obj: &mut Map<String, Value>, key: &str, value: Value) {
+    if obj.get(key).is_none_or(|v| v.is_null() || v == "") {
         obj.insert(key.to_string(), value);
     }
 }
@@ -105,16 +112,26 @@ fn default_container(c: &mut Value) {
     }
 }
 
-/// Defaulting of every write.
-pub fn defaults(pod: &mut Value) {
-    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
-        return;
-    };
+/// The defaults of a pod spec that pod templates (in deployments, jobs, ...) get too.
+pub fn spec_defaults(spec: &mut Map<String, Value>) {
     set_default(spec, "restartPolicy", json!("Always"));
     set_default(spec, "dnsPolicy", json!("ClusterFirst"));
     set_default(spec, "terminationGracePeriodSeconds", json!(30));
     set_default(spec, "schedulerName", json!("default-scheduler"));
     set_default(spec, "securityContext", json!({}));
+    for list in ["initContainers", "containers"] {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            cs.iter_mut().for_each(default_container);
+        }
+    }
+}
+
+/// Defaulting of every write.
+pub fn defaults(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec_defaults(spec);
     set_default(spec, "serviceAccountName", json!("default"));
     if let Some(sa) = spec.get("serviceAccountName").cloned() {
         set_default(spec, "serviceAccount", sa);
@@ -122,11 +139,6 @@ pub fn defaults(pod: &mut Value) {
     set_default(spec, "enableServiceLinks", json!(true));
     set_default(spec, "priority", json!(0));
     set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-    for list in ["initContainers", "containers"] {
-        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
-            cs.iter_mut().for_each(default_container);
-        }
-    }
     // What the DefaultTolerationSeconds admission plugin adds.
     let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
     if let Some(ts) = tolerations.as_array_mut() {
