@@ -1,19 +1,16 @@
 //! End-to-end: the real `/usr/bin/kubectl` (1.27, 1.30, 1.33 via the server's reported minor)
 //! against the router served over TLS on 127.0.0.1, with a generated kubeconfig.
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde_json::json;
-use tokio::process::Command;
 
-use super::registry::memstore::MemStore;
-use super::registry::{Registry, WriteParams, resource};
-use super::{ApiError, Auth, LogRequest, NodeStreams, Pki, router, serve};
+use super::registry::{WriteParams, resource};
+use super::{ApiError, LogRequest, NodeStreams};
+use crate::apiserver::test_server::TestServer;
 
 /// Serves fixed log lines and remembers nothing; enough to see kubectl's request arrive.
 struct FakeLogs;
@@ -36,88 +33,6 @@ impl NodeStreams for FakeLogs {
     }
 }
 
-struct Server {
-    registry: Registry,
-    kubeconfig: PathBuf,
-    home: tempfile::TempDir,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start(minor: u32) -> Server {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let home = tempfile::tempdir().unwrap();
-    let pki = Pki::load_or_create(home.path(), &[]).unwrap();
-    let registry = Registry::new(Arc::new(MemStore::new())).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let kubeconfig = home.path().join("kubeconfig");
-    pki.write_kubeconfig(&kubeconfig, &format!("https://{addr}"))
-        .unwrap();
-    let app = router(
-        registry.clone(),
-        Arc::new(FakeLogs),
-        Auth::bearer_tokens(vec![pki.admin_token().into()]),
-        minor,
-    );
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let tls = pki.server_tls_config().unwrap();
-    tokio::spawn(serve(listener, tls, app, async {
-        let _ = rx.await;
-    }));
-    Server {
-        registry,
-        kubeconfig,
-        home,
-        _shutdown: tx,
-    }
-}
-
-impl Server {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("/usr/bin/kubectl");
-        c.args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.home.path())
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .kill_on_drop(true);
-        c
-    }
-
-    async fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
-        let out: Output = tokio::time::timeout(Duration::from_secs(60), self.cmd(args).output())
-            .await
-            .unwrap_or_else(|_| panic!("kubectl {args:?} timed out"))
-            .expect("run kubectl");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    async fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.kubectl(args).await;
-        assert!(ok, "kubectl {args:?} failed:\nstdout: {out}\nstderr: {err}");
-        out
-    }
-
-    async fn fails(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.kubectl(args).await;
-        assert!(
-            !ok,
-            "kubectl {args:?} should fail:\nstdout: {out}\nstderr: {err}"
-        );
-        err
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let p: &Path = self.home.path();
-        let path = p.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    }
-}
-
 /// Splits a table into rows of whitespace-separated cells.
 fn rows(out: &str) -> Vec<Vec<String>> {
     out.lines()
@@ -126,7 +41,7 @@ fn rows(out: &str) -> Vec<Vec<String>> {
 }
 
 async fn scenario(minor: u32) {
-    let s = start(minor).await;
+    let s = TestServer::start_with(minor, Arc::new(FakeLogs)).await;
 
     let v: serde_json::Value =
         serde_json::from_str(&s.ok(&["version", "-o", "json"]).await).unwrap();
@@ -294,7 +209,7 @@ async fn scenario(minor: u32) {
 
     // Watch: kubectl prints the current pods, then a pod created while it watches.
     let mut watcher = s
-        .cmd(&["get", "pods", "-w"])
+        .command(&["get", "pods", "-w"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -51,3 +51,5 @@ pub struct ApiServerConfig {
 
 #[cfg(test)]
 mod kubectl_tests;
+#[cfg(test)]
+mod test_server;

@@ -2,90 +2,7 @@
 //! `--validate=false`, unknown fields fail with kubectl's message (or warn), and `kubectl explain`
 //! prints the upstream field docs — for kubectl 1.27, 1.28 (OpenAPI v2 protobuf), 1.30 and 1.33.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::process::Command;
-
-use crate::apiserver::registry::Registry;
-use crate::apiserver::registry::memstore::MemStore;
-use crate::apiserver::{Auth, NoNodeStreams, Pki, router, serve};
-
-struct Server {
-    kubeconfig: std::path::PathBuf,
-    home: tempfile::TempDir,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start(minor: u32) -> Server {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let home = tempfile::tempdir().unwrap();
-    let pki = Pki::load_or_create(home.path(), &[]).unwrap();
-    let registry = Registry::new(Arc::new(MemStore::new())).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let kubeconfig = home.path().join("kubeconfig");
-    pki.write_kubeconfig(&kubeconfig, &format!("https://{addr}"))
-        .unwrap();
-    let app = router(
-        registry,
-        Arc::new(NoNodeStreams),
-        Auth::bearer_tokens(vec![pki.admin_token().into()]),
-        minor,
-    );
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let tls = pki.server_tls_config().unwrap();
-    tokio::spawn(serve(listener, tls, app, async {
-        let _ = rx.await;
-    }));
-    Server {
-        kubeconfig,
-        home,
-        _shutdown: tx,
-    }
-}
-
-impl Server {
-    async fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
-        let mut c = Command::new("/usr/bin/kubectl");
-        c.args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.home.path())
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env_remove("KUBECTL_EXPLAIN_OPENAPIV3")
-            .kill_on_drop(true);
-        let out = tokio::time::timeout(Duration::from_secs(60), c.output())
-            .await
-            .unwrap_or_else(|_| panic!("kubectl {args:?} timed out"))
-            .expect("run kubectl");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    async fn ok(&self, args: &[&str]) -> (String, String) {
-        let (ok, out, err) = self.kubectl(args).await;
-        assert!(ok, "kubectl {args:?} failed:\nstdout: {out}\nstderr: {err}");
-        (out, err)
-    }
-
-    async fn fails(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.kubectl(args).await;
-        assert!(
-            !ok,
-            "kubectl {args:?} should fail:\nstdout: {out}\nstderr: {err}"
-        );
-        err
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let path = self.home.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    }
-}
+use crate::apiserver::test_server::TestServer;
 
 /// A pod manifest with `extra` lines added to its container.
 fn pod(name: &str, extra: &str) -> String {
@@ -95,19 +12,19 @@ fn pod(name: &str, extra: &str) -> String {
 }
 
 async fn scenario(minor: u32) {
-    let s = start(minor).await;
-    let (v, _) = s.ok(&["version", "-o", "json"]).await;
+    let s = TestServer::start(minor).await;
+    let (v, _) = s.ok_both(&["version", "-o", "json"]).await;
     let v: serde_json::Value = serde_json::from_str(&v).unwrap();
     assert_eq!(v["clientVersion"]["minor"], minor.to_string());
 
     // Valid manifests pass client-side validation.
     let good = s.file("good.yaml", &pod("good", ""));
-    let (out, err) = s.ok(&["create", "-f", &good]).await;
+    let (out, err) = s.ok_both(&["create", "-f", &good]).await;
     assert_eq!(out.trim(), "pod/good created", "{err}");
     assert!(!err.contains("Warning"), "{err}");
     let applied = s.file("applied.yaml", &pod("applied", ""));
     assert_eq!(
-        s.ok(&["apply", "-f", &applied]).await.0.trim(),
+        s.ok_both(&["apply", "-f", &applied]).await.0.trim(),
         "pod/applied created"
     );
     let changed = s.file(
@@ -118,7 +35,7 @@ async fn scenario(minor: u32) {
         ),
     );
     assert_eq!(
-        s.ok(&["apply", "-f", &changed]).await.0.trim(),
+        s.ok_both(&["apply", "-f", &changed]).await.0.trim(),
         "pod/applied configured"
     );
 
@@ -139,7 +56,7 @@ async fn scenario(minor: u32) {
         "apply: {err}"
     );
     // Warn: the pod is created without the field, and kubectl prints the server's warning.
-    let (out, err) = s.ok(&["create", "-f", &typo, "--validate=warn"]).await;
+    let (out, err) = s.ok_both(&["create", "-f", &typo, "--validate=warn"]).await;
     assert_eq!(out.trim(), "pod/typo created");
     assert!(
         err.contains("Warning: unknown field \"spec.containers[0].imagee\""),
@@ -147,7 +64,7 @@ async fn scenario(minor: u32) {
     );
 
     // explain reads the same documents.
-    let (out, _) = s.ok(&["explain", "pods.spec.containers"]).await;
+    let (out, _) = s.ok_both(&["explain", "pods.spec.containers"]).await;
     assert!(out.contains("KIND:") && out.contains("Pod"), "{out}");
     assert!(
         out.contains("FIELD:") && out.contains("containers"),
@@ -158,7 +75,7 @@ async fn scenario(minor: u32) {
         "{out}"
     );
     assert!(out.contains("imagePullPolicy"), "{out}");
-    let (out, _) = s.ok(&["explain", "leases.spec"]).await;
+    let (out, _) = s.ok_both(&["explain", "leases.spec"]).await;
     assert!(out.contains("holderIdentity"), "{out}");
 }
 

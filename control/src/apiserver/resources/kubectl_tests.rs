@@ -3,120 +3,8 @@
 //! 127.0.0.1 — creating, listing and scaling the built-in kinds beyond pods.
 
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use tokio::process::Command;
-
-use crate::apiserver::registry::Registry;
-use crate::apiserver::registry::memstore::MemStore;
-use crate::apiserver::{Auth, NoNodeStreams, Pki, router, serve};
-
-/// (method, path, content type) of every request the server saw.
-type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
-
-struct Server {
-    seen: Seen,
-    kubeconfig: std::path::PathBuf,
-    home: tempfile::TempDir,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start(minor: u32) -> Server {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let home = tempfile::tempdir().unwrap();
-    let pki = Pki::load_or_create(home.path(), &[]).unwrap();
-    let registry = Registry::new(Arc::new(MemStore::new())).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let kubeconfig = home.path().join("kubeconfig");
-    pki.write_kubeconfig(&kubeconfig, &format!("https://{addr}"))
-        .unwrap();
-    let seen: Seen = Arc::default();
-    let record = seen.clone();
-    let app = router(
-        registry,
-        Arc::new(NoNodeStreams),
-        Auth::bearer_tokens(vec![pki.admin_token().into()]),
-        minor,
-    )
-    .layer(tower::util::MapRequestLayer::new(
-        move |req: http::Request<axum::body::Body>| {
-            let ct = req
-                .headers()
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            record.lock().unwrap().push((
-                req.method().to_string(),
-                req.uri().path().to_string(),
-                ct,
-            ));
-            req
-        },
-    ));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let tls = pki.server_tls_config().unwrap();
-    tokio::spawn(serve(listener, tls, app, async {
-        let _ = rx.await;
-    }));
-    Server {
-        seen,
-        kubeconfig,
-        home,
-        _shutdown: tx,
-    }
-}
-
-impl Server {
-    async fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
-        let mut c = Command::new("/usr/bin/kubectl");
-        c.args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.home.path())
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .kill_on_drop(true);
-        let out = tokio::time::timeout(Duration::from_secs(60), c.output())
-            .await
-            .unwrap_or_else(|_| panic!("kubectl {args:?} timed out"))
-            .expect("run kubectl");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    async fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.kubectl(args).await;
-        assert!(ok, "kubectl {args:?} failed:\nstdout: {out}\nstderr: {err}");
-        out
-    }
-
-    async fn fails(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.kubectl(args).await;
-        assert!(!ok, "kubectl {args:?} should fail:\nstdout: {out}");
-        err
-    }
-
-    /// The content types of the POSTs to `path`.
-    fn posts_to(&self, path: &str) -> Vec<String> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(m, p, _)| m == "POST" && p == path)
-            .map(|(_, _, ct)| ct.clone())
-            .collect()
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let path = self.home.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    }
-}
+use crate::apiserver::test_server::TestServer;
 
 fn rows(out: &str) -> Vec<Vec<String>> {
     out.lines()
@@ -129,7 +17,7 @@ fn in_service_range(ip: &str) -> bool {
     ip.octets()[..2] == [10, 43] && ip != Ipv4Addr::new(10, 43, 0, 0)
 }
 
-async fn deployments(s: &Server) {
+async fn deployments(s: &TestServer) {
     let out = s
         .ok(&[
             "create",
@@ -208,7 +96,7 @@ async fn deployments(s: &Server) {
     );
 }
 
-async fn config_kinds(s: &Server) {
+async fn config_kinds(s: &TestServer) {
     let out = s
         .ok(&["create", "configmap", "c", "--from-literal=a=b"])
         .await;
@@ -252,7 +140,7 @@ async fn config_kinds(s: &Server) {
     );
 }
 
-async fn services(s: &Server) {
+async fn services(s: &TestServer) {
     let out = s
         .ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"])
         .await;
@@ -371,7 +259,7 @@ async fn services(s: &Server) {
     );
 }
 
-async fn batch(s: &Server) {
+async fn batch(s: &TestServer) {
     let out = s.ok(&["create", "job", "j", "--image=busybox"]).await;
     assert_eq!(out.trim(), "job.batch/j created");
     let uid = s
@@ -416,7 +304,7 @@ async fn batch(s: &Server) {
     );
 }
 
-async fn discovery_and_get_all(s: &Server) {
+async fn discovery_and_get_all(s: &TestServer) {
     let out = s.ok(&["api-resources"]).await;
     let listed = rows(&out);
     for (name, short, gv, kind) in [
@@ -475,7 +363,7 @@ async fn discovery_and_get_all(s: &Server) {
     }
 }
 
-async fn rbac(s: &Server) {
+async fn rbac(s: &TestServer) {
     let out = s
         .ok(&[
             "create",
@@ -515,7 +403,7 @@ async fn rbac(s: &Server) {
 }
 
 async fn scenario(minor: u32) {
-    let s = start(minor).await;
+    let s = TestServer::start(minor).await;
     deployments(&s).await;
     config_kinds(&s).await;
     services(&s).await;

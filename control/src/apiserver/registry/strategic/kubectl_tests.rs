@@ -2,87 +2,9 @@
 //! patches: `label`, `annotate`, `patch --type=strategic`, `set image` and client-side `apply`
 //! (a three-way patch computed from the last-applied annotation and the served OpenAPI).
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use serde_json::Value;
-use tokio::process::Command;
 
-use crate::apiserver::registry::Registry;
-use crate::apiserver::registry::memstore::MemStore;
-use crate::apiserver::{Auth, NoNodeStreams, Pki, router, serve};
-
-struct Server {
-    kubeconfig: std::path::PathBuf,
-    home: tempfile::TempDir,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start(minor: u32) -> Server {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let home = tempfile::tempdir().unwrap();
-    let pki = Pki::load_or_create(home.path(), &[]).unwrap();
-    let registry = Registry::new(Arc::new(MemStore::new())).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let kubeconfig = home.path().join("kubeconfig");
-    pki.write_kubeconfig(&kubeconfig, &format!("https://{addr}"))
-        .unwrap();
-    let app = router(
-        registry,
-        Arc::new(NoNodeStreams),
-        Auth::bearer_tokens(vec![pki.admin_token().into()]),
-        minor,
-    );
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let tls = pki.server_tls_config().unwrap();
-    tokio::spawn(serve(listener, tls, app, async {
-        let _ = rx.await;
-    }));
-    Server {
-        kubeconfig,
-        home,
-        _shutdown: tx,
-    }
-}
-
-impl Server {
-    async fn ok(&self, args: &[&str]) -> String {
-        let out = tokio::time::timeout(
-            Duration::from_secs(60),
-            Command::new("/usr/bin/kubectl")
-                .args(args)
-                .env("KUBECONFIG", &self.kubeconfig)
-                .env("HOME", self.home.path())
-                .env_remove("KUBERNETES_SERVICE_HOST")
-                .kill_on_drop(true)
-                .output(),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("kubectl {args:?} timed out"))
-        .expect("run kubectl");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed:\nstdout: {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    }
-
-    async fn pod(&self) -> Value {
-        serde_json::from_str(&self.ok(&["get", "pod", "p", "-o", "json"]).await).unwrap()
-    }
-
-    fn manifest(&self, name: &str, labels: &str, image_a: &str) -> String {
-        let path = self.home.path().join(name);
-        let text = format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels:\n{labels}spec:\n  containers:\n  - name: a\n    image: {image_a}\n  - name: b\n    image: busybox:1\n"
-        );
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    }
-}
+use crate::apiserver::test_server::TestServer;
 
 fn images(pod: &Value) -> Vec<(String, String)> {
     pod["spec"]["containers"]
@@ -105,7 +27,7 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 async fn scenario(minor: u32) {
-    let s = start(minor).await;
+    let s = TestServer::start(minor).await;
 
     // The served OpenAPI carries the patch metadata kubectl's apply reads.
     let doc: Value =
@@ -118,11 +40,11 @@ async fn scenario(minor: u32) {
     );
     assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
 
-    let first = s.manifest("p1.yaml", "    app: web\n    tier: x\n", "busybox:1");
+    let first = manifest(&s, "p1.yaml", "    app: web\n    tier: x\n", "busybox:1");
     s.ok(&["apply", "-f", &first]).await;
     s.ok(&["label", "pod", "p", "extra=1"]).await;
     s.ok(&["annotate", "pod", "p", "note=hi"]).await;
-    let pod = s.pod().await;
+    let pod = get_pod(&s).await;
     assert_eq!(pod["metadata"]["labels"]["extra"], "1");
     assert_eq!(pod["metadata"]["annotations"]["note"], "hi");
 
@@ -136,7 +58,7 @@ async fn scenario(minor: u32) {
     ])
     .await;
     assert_eq!(
-        images(&s.pod().await),
+        images(&get_pod(&s).await),
         pairs(&[("a", "busybox:1"), ("b", "busybox:2")]),
         "only container b changed"
     );
@@ -144,9 +66,9 @@ async fn scenario(minor: u32) {
     // Client-side apply: the label dropped from the manifest goes, the one set by `kubectl
     // label` stays; container a's image changes, and b's image, changed live by `kubectl
     // patch`, is set back to what the manifest says (apply overwrites by default).
-    let second = s.manifest("p2.yaml", "    app: web\n", "busybox:3");
+    let second = manifest(&s, "p2.yaml", "    app: web\n", "busybox:3");
     s.ok(&["apply", "-f", &second]).await;
-    let pod = s.pod().await;
+    let pod = get_pod(&s).await;
     assert_eq!(
         pod["metadata"]["labels"],
         serde_json::json!({"app": "web", "extra": "1"})
@@ -159,7 +81,7 @@ async fn scenario(minor: u32) {
 
     s.ok(&["set", "image", "pod/p", "b=busybox:4"]).await;
     assert_eq!(
-        images(&s.pod().await),
+        images(&get_pod(&s).await),
         pairs(&[("a", "busybox:3"), ("b", "busybox:4")])
     );
 }
@@ -177,4 +99,17 @@ async fn kubectl_1_30_strategic_merge() {
 #[tokio::test]
 async fn kubectl_1_33_strategic_merge() {
     scenario(33).await;
+}
+
+async fn get_pod(s: &TestServer) -> Value {
+    serde_json::from_str(&s.ok(&["get", "pod", "p", "-o", "json"]).await).unwrap()
+}
+
+fn manifest(s: &TestServer, name: &str, labels: &str, image_a: &str) -> String {
+    s.file(
+        name,
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels:\n{labels}spec:\n  containers:\n  - name: a\n    image: {image_a}\n  - name: b\n    image: busybox:1\n"
+        ),
+    )
 }
