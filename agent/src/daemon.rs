@@ -89,6 +89,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         cgroups,
         network,
         client: client.clone(),
+        objects: crate::node::objects::ObjectCache::new(client.clone(), config.node_name.clone()),
         pods_root: root_dir.join("pods"),
         node_name: config.node_name.clone(),
         host_ip: node_ip.to_string(),
@@ -300,6 +301,10 @@ pub async fn cleanup(config: AgentConfig) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "eBPF cleanup failed");
     }
     let pods = root_dir.join("pods");
+    // Volumes' tmpfs mounts first, or removing the directories fails.
+    if let Err(e) = crate::pods::volumes::mounts::unmount_all(&pods) {
+        tracing::warn!(error = %e, "unmounting pod volumes failed");
+    }
     if pods.exists() {
         std::fs::remove_dir_all(&pods)?;
     }

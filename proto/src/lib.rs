@@ -11,6 +11,7 @@ pub mod node {
 
 pub mod events;
 pub mod quantity;
+pub mod refs;
 
 /// The Kubernetes API types (k8s-openapi, one pinned API version) used on both sides.
 pub use k8s_openapi;

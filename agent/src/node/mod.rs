@@ -2,6 +2,7 @@
 //! and node-status heartbeats.
 
 pub mod info;
+pub mod objects;
 
 use std::path::Path;
 use std::time::Duration;

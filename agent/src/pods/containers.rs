@@ -1,6 +1,7 @@
 //! Builds what the runtime runs for one container of a pod: argv from the image and the pod,
-//! environment, user, resources, and the pod's /etc files.
+//! environment (see `env.rs`), user, resources, volume mounts and the pod's /etc files.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -8,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use skiff_proto::quantity::{parse_bytes, parse_cpu_millis};
 
+use super::objects::PodObjects;
 use crate::cgroups::{milli_cpu_to_quota, milli_cpu_to_shares};
 use crate::images::Image;
 use crate::runtime::{ContainerResources, ContainerSpec};
@@ -19,9 +21,36 @@ pub enum ContainerConfigError {
     /// The image and the pod together give no command to run.
     #[error("no command specified")]
     NoCommand,
-    /// An environment variable source this agent does not support yet.
-    #[error("env var {name}: {what} is not supported yet")]
-    UnsupportedEnv { name: String, what: String },
+    /// A referenced ConfigMap does not exist (and the reference is not optional).
+    #[error("configmap \"{0}\" not found")]
+    ConfigMapNotFound(String),
+    /// A referenced Secret does not exist (and the reference is not optional).
+    #[error("secret \"{0}\" not found")]
+    SecretNotFound(String),
+    /// A key reference names a key the object does not have.
+    #[error("couldn't find key {key} in {kind} {namespace}/{name}")]
+    KeyNotFound {
+        key: String,
+        kind: &'static str,
+        namespace: String,
+        name: String,
+    },
+    /// A resourceFieldRef names a resource the downward API does not expose.
+    #[error("unsupported container resource : {0:?}")]
+    UnknownResource(String),
+    /// A resourceFieldRef or downwardAPI item names a container the pod does not have.
+    #[error("container {0:?} not found in the pod")]
+    NoSuchContainer(String),
+    /// A volumeMount names a volume the pod does not declare (or that is not set up).
+    #[error("cannot find volume {volume:?} to mount into container {container:?}")]
+    NoSuchVolume { volume: String, container: String },
+    /// A volumeMount's subPath is absolute, climbs out of the volume, or cannot be created.
+    #[error("invalid subPath {sub_path:?} of volume {volume:?}: {reason}")]
+    BadSubPath {
+        volume: String,
+        sub_path: String,
+        reason: String,
+    },
     /// A fieldRef path Kubernetes does not define.
     #[error("env var {name}: unsupported fieldRef {path:?}")]
     UnknownField { name: String, path: String },
@@ -41,6 +70,10 @@ pub struct PodContext<'a> {
     pub pod_cgroup: &'a str,
     /// Directory holding the pod's hosts, resolv.conf and hostname files.
     pub etc_dir: &'a Path,
+    /// The ConfigMaps and Secrets the pod references, as read for this sync.
+    pub objects: &'a PodObjects,
+    /// Each set-up volume's directory on the host, by volume name.
+    pub volumes: &'a HashMap<String, super::volumes::MountedVolume>,
 }
 
 /// The argv Kubernetes runs: `command` replaces the image's entrypoint, `args` its cmd.
@@ -64,126 +97,6 @@ pub fn argv(container: &Container, image: &Image) -> Vec<String> {
             .cloned()
             .collect(),
     }
-}
-
-fn field_value(
-    ctx: &PodContext<'_>,
-    name: &str,
-    path: &str,
-) -> Result<String, ContainerConfigError> {
-    let meta = &ctx.pod.metadata;
-    Ok(match path {
-        "metadata.name" => meta.name.clone().unwrap_or_default(),
-        "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
-        "metadata.uid" => meta.uid.clone().unwrap_or_default(),
-        "spec.nodeName" => ctx.node_name.to_string(),
-        "spec.serviceAccountName" => ctx
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.service_account_name.clone())
-            .unwrap_or_default(),
-        "status.podIP" => ctx.pod_ip.unwrap_or_default().to_string(),
-        "status.hostIP" => ctx.host_ip.to_string(),
-        _ => {
-            let key = |prefix: &str| {
-                path.strip_prefix(prefix)
-                    .map(|k| k.trim_end_matches(']').trim_matches('\''))
-            };
-            if let Some(k) = key("metadata.labels[") {
-                return Ok(meta
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(k).cloned())
-                    .unwrap_or_default());
-            }
-            if let Some(k) = key("metadata.annotations[") {
-                return Ok(meta
-                    .annotations
-                    .as_ref()
-                    .and_then(|l| l.get(k).cloned())
-                    .unwrap_or_default());
-            }
-            return Err(ContainerConfigError::UnknownField {
-                name: name.into(),
-                path: path.into(),
-            });
-        }
-    })
-}
-
-/// The environment: the image's, then Kubernetes' HOSTNAME, then the container's `env`
-/// (later entries win, `$(VAR)` references expanded as Kubernetes does).
-pub fn environment(
-    ctx: &PodContext<'_>,
-    container: &Container,
-    image: &Image,
-) -> Result<Vec<(String, String)>, ContainerConfigError> {
-    let mut env: Vec<(String, String)> = Vec::new();
-    let mut set = |k: String, v: String| match env.iter_mut().find(|(key, _)| *key == k) {
-        Some(slot) => slot.1 = v,
-        None => env.push((k, v)),
-    };
-    for kv in &image.config.env {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        set(k.to_string(), v.to_string());
-    }
-    set("HOSTNAME".into(), hostname(ctx.pod));
-    for var in container.env.iter().flatten() {
-        let value = match &var.value_from {
-            None => var.value.clone().unwrap_or_default(),
-            Some(src) => {
-                if let Some(f) = &src.field_ref {
-                    field_value(ctx, &var.name, &f.field_path)?
-                } else {
-                    let what = if src.config_map_key_ref.is_some() {
-                        "configMapKeyRef"
-                    } else if src.secret_key_ref.is_some() {
-                        "secretKeyRef"
-                    } else {
-                        "resourceFieldRef"
-                    };
-                    return Err(ContainerConfigError::UnsupportedEnv {
-                        name: var.name.clone(),
-                        what: what.into(),
-                    });
-                }
-            }
-        };
-        set(var.name.clone(), value);
-    }
-    // Expand $(VAR) against the variables defined so far, in order.
-    let mut out: Vec<(String, String)> = Vec::with_capacity(env.len());
-    for (k, v) in env {
-        let expanded = expand(&v, &out);
-        out.push((k, expanded));
-    }
-    Ok(out)
-}
-
-/// Kubernetes' `$(VAR)` expansion: known names are replaced, `$$` escapes, unknown stay as is.
-fn expand(value: &str, env: &[(String, String)]) -> String {
-    let mut out = String::new();
-    let mut rest = value;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
-            rest = tail;
-        } else if let Some(inner) = after.strip_prefix('(')
-            && let Some(end) = inner.find(')')
-            && let Some((_, v)) = env.iter().find(|(k, _)| k == &inner[..end])
-        {
-            out.push_str(v);
-            rest = &inner[end + 1..];
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// The pod's hostname: `spec.hostname`, else its name.
@@ -294,16 +207,17 @@ pub fn spec(
         .filter(|w| !w.is_empty())
         .or_else(|| Some(image.config.working_dir.clone()).filter(|w| !w.is_empty()))
         .unwrap_or_else(|| "/".into());
-    let extra_mounts = ["hosts", "resolv.conf", "hostname"]
+    let mut extra_mounts: Vec<(PathBuf, String, bool)> = ["hosts", "resolv.conf", "hostname"]
         .iter()
         .map(|f| (ctx.etc_dir.join(f), format!("/etc/{f}"), false))
         .collect();
+    extra_mounts.extend(super::volumes::container_mounts(ctx.volumes, container)?);
     Ok(ContainerSpec {
         cgroup_path: format!("{}/{}", ctx.pod_cgroup.trim_end_matches('/'), id),
         id,
         rootfs_layers: image.layers.clone(),
         args,
-        env: environment(ctx, container, image)?,
+        env: super::env::environment(ctx, container, image)?,
         working_dir,
         hostname: hostname(ctx.pod),
         netns_path: ctx.netns_path.clone(),
@@ -313,17 +227,4 @@ pub fn spec(
         gid,
         extra_mounts,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dollar_expansion_follows_kubernetes() {
-        let env = vec![("A".to_string(), "x".to_string())];
-        assert_eq!(expand("$(A)-$(B)-$$(A)", &env), "x-$(B)-$(A)");
-        assert_eq!(expand("plain", &env), "plain");
-        assert_eq!(expand("end$", &env), "end$");
-    }
 }

@@ -2,11 +2,15 @@
 //! plus cleanup of pods the node still has but the control plane no longer knows.
 
 pub mod containers;
+pub mod env;
 pub mod events;
 pub mod logs;
+pub mod objects;
 pub mod probes;
+pub mod sandbox;
 pub mod state;
 pub mod status;
+pub mod volumes;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -31,6 +35,8 @@ pub struct Deps {
     pub cgroups: CgroupManager,
     pub network: PodNetwork,
     pub client: crate::node::Client,
+    /// ConfigMaps and Secrets the pods reference (read through the node protocol).
+    pub objects: crate::node::objects::ObjectCache,
     /// `<root-dir>/pods`.
     pub pods_root: PathBuf,
     pub node_name: String,
@@ -158,7 +164,7 @@ async fn remove_orphan(deps: Arc<Deps>, uid: String) {
             let _ = deps.runtime.remove(id).await;
         }
     }
-    worker::cleanup_sandbox(&deps, &uid, &record).await;
+    sandbox::cleanup_sandbox(&deps, &uid, &record).await;
     if let Err(e) = dir.remove() {
         tracing::warn!(error = %e, "removing pod directory failed");
     }

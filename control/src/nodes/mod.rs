@@ -3,6 +3,7 @@
 //! and it goes through the same registry as the REST API.
 
 mod commands;
+mod objects;
 pub mod streams;
 
 use std::pin::Pin;
@@ -353,6 +354,16 @@ impl node_server::Node for NodeService {
             .await
             .map_err(to_status)?;
         Ok(Response::new(Ack {}))
+    }
+
+    async fn get_object(
+        &self,
+        req: Request<ObjectRequest>,
+    ) -> Result<Response<ObjectReply>, Status> {
+        self.authorize(&req)?;
+        objects::get(&self.registry, req.get_ref())
+            .await
+            .map(Response::new)
     }
 
     async fn stream_data(

@@ -2,6 +2,8 @@
 //! app containers with their restart policy and back-off), reports status, and tears it all down
 //! when the pod is deleted.
 
+mod prepare;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,12 +12,15 @@ use k8s_openapi::api::core::v1::{Container, ContainerStateTerminated, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::watch;
 
-use super::containers::{self, PodContext};
-use super::probes::{ContainerProbes, ProbeStatus, handlers};
-use super::state::{ContainerRecord, PodDir, PodRecord, uid_of};
-use super::status::{ContainerView, Observed, PodFacts, pod_status};
+use super::sandbox::{cleanup_sandbox, send_event};
+use super::volumes::MountedVolume;
 use super::{Deps, events};
 use crate::images::{ImageError, ImageRef, PullPolicy};
+use crate::pods::containers;
+use crate::pods::objects::PodObjects;
+use crate::pods::probes::{ContainerProbes, ProbeStatus, handlers};
+use crate::pods::state::{ContainerRecord, PodDir, PodRecord, uid_of};
+use crate::pods::status::{ContainerView, Observed, PodFacts, pod_status};
 use crate::runtime::{ContainerState, ExitReason};
 
 /// What the manager wants of a worker.
@@ -50,6 +55,11 @@ pub struct Worker {
     probes: HashMap<String, ContainerProbes>,
     /// Runtime ids of containers killed because a liveness/startup probe failed.
     probe_kills: HashSet<String>,
+    /// The ConfigMaps/Secrets the pod references and its volumes, as of the last sync.
+    objects: PodObjects,
+    volumes: Option<HashMap<String, MountedVolume>>,
+    /// The last volume failure reported as an event (reported again only when it changes).
+    volume_error: Option<String>,
 }
 
 impl Worker {
@@ -71,6 +81,9 @@ impl Worker {
             pod_cgroup: None,
             probes: HashMap::new(),
             probe_kills: HashSet::new(),
+            objects: PodObjects::default(),
+            volumes: None,
+            volume_error: None,
         }
     }
 
@@ -178,52 +191,6 @@ impl Worker {
             });
         }
         status
-    }
-
-    /// Creates the pod cgroup, network namespace and /etc files (idempotent).
-    async fn ensure_sandbox(&mut self, pod: &Pod) -> Result<(), String> {
-        let uid = uid_of(pod);
-        let qos = crate::cgroups::qos_class(pod);
-        if self.pod_cgroup.is_none() {
-            let res = crate::cgroups::pod_resources(pod);
-            let path = self
-                .deps
-                .cgroups
-                .create_pod(&uid, qos, &res)
-                .map_err(|e| e.to_string())?;
-            self.record.qos = format!("{qos:?}");
-            self.pod_cgroup = Some(path);
-        }
-        let host_network = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.host_network)
-            .unwrap_or(false);
-        if host_network {
-            self.record.pod_ip = Some(self.deps.host_ip.clone());
-        } else if self.netns.is_none() {
-            let ns = self.record.namespace.clone();
-            let info = self
-                .deps
-                .network
-                .add_pod(&uid, &ns, &self.record.name)
-                .await
-                .map_err(|e| e.to_string())?;
-            self.record.pod_ip = Some(info.ip.to_string());
-            self.netns = Some(info.netns_path);
-        }
-        containers::write_etc_files(
-            &self.dir.dir.join("etc"),
-            pod,
-            self.record.pod_ip.as_deref(),
-            &self.deps.cluster_dns,
-        )
-        .map_err(|e| format!("writing pod /etc files: {e}"))?;
-        if self.record.start_time.is_none() {
-            self.record.start_time = Some(jiff::Timestamp::now().to_string());
-        }
-        self.save();
-        Ok(())
     }
 
     /// Moves one container one step; returns how it looks and when to look again.
@@ -448,15 +415,7 @@ impl Worker {
             let _ = std::fs::create_dir_all(parent);
         }
         let etc_dir = self.dir.dir.join("etc");
-        let ctx = PodContext {
-            pod,
-            node_name: &self.deps.node_name,
-            pod_ip: self.record.pod_ip.as_deref(),
-            host_ip: &self.deps.host_ip,
-            netns_path: self.netns.clone(),
-            pod_cgroup: self.pod_cgroup.as_deref().unwrap_or("/"),
-            etc_dir: &etc_dir,
-        };
+        let ctx = self.context(pod, &etc_dir);
         let spec = match containers::spec(&ctx, c, &image, id.clone(), log_path) {
             Ok(spec) => spec,
             Err(e) => {
@@ -560,7 +519,7 @@ impl Worker {
         };
         let mut init_views = Vec::new();
         let mut views = Vec::new();
-        match self.ensure_sandbox(pod).await {
+        let ready = match self.ensure_sandbox(pod).await {
             Err(message) => {
                 tracing::warn!(%message, "creating pod sandbox failed");
                 self.event(
@@ -571,13 +530,19 @@ impl Worker {
                     format!("Failed to create pod sandbox: {message}"),
                 )
                 .await;
+                false
+            }
+            Ok(()) => self.prepare_volumes(pod).await,
+        };
+        match ready {
+            false => {
                 views = spec
                     .containers
                     .iter()
                     .map(|c| waiting(c, "ContainerCreating", None))
                     .collect();
             }
-            Ok(()) => {
+            true => {
                 facts.sandbox_ready = true;
                 facts.pod_ip = self.record.pod_ip.clone();
                 facts.start_time = self
@@ -682,31 +647,6 @@ impl Worker {
         if let Err(e) = self.dir.remove() {
             tracing::warn!(error = %e, "removing pod directory failed");
         }
-    }
-}
-
-/// Records an Event through the control plane (best effort).
-async fn send_event(deps: &Deps, event: &k8s_openapi::api::core::v1::Event) {
-    let record = skiff_proto::node::EventRecord {
-        event_json: skiff_proto::to_json(event),
-    };
-    if let Err(status) = deps.client.clone().record_event(record).await {
-        tracing::debug!(%status, "recording event failed");
-    }
-}
-
-/// Removes the pod's network and cgroup (idempotent).
-pub async fn cleanup_sandbox(deps: &Deps, uid: &str, record: &PodRecord) {
-    if let Err(e) = deps.network.remove_pod(uid).await {
-        tracing::warn!(error = %e, "removing pod network failed");
-    }
-    let qos = match record.qos.as_str() {
-        "Guaranteed" => crate::cgroups::QosClass::Guaranteed,
-        "Burstable" => crate::cgroups::QosClass::Burstable,
-        _ => crate::cgroups::QosClass::BestEffort,
-    };
-    if let Err(e) = deps.cgroups.remove_pod(uid, qos) {
-        tracing::warn!(error = %e, "removing pod cgroup failed");
     }
 }
 
