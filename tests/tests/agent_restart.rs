@@ -50,3 +50,40 @@ fn killed_agent_readopts_running_pods() {
         "the container should be gone after delete"
     );
 }
+
+#[test]
+fn finished_pods_stay_finished_after_cleanup_and_restart() {
+    privileged_env().unwrap_or_else(|why| panic!("this test {why}"));
+    let mut cluster = Cluster::start("rerun");
+    let field = |c: &Cluster, path: &str| {
+        c.kubectl(&["get", "pod", "once", "-o", &format!("jsonpath={path}")])
+            .stdout
+    };
+    cluster.kubectl_ok(&[
+        "run",
+        "once",
+        "--image=busybox",
+        "--restart=Never",
+        "--",
+        "true",
+    ]);
+    wait_for("once to complete", Duration::from_secs(60), || {
+        (field(&cluster, "{.status.phase}") == "Succeeded").then_some(())
+    });
+    let finished = "{.status.containerStatuses[0].state.terminated.finishedAt}";
+    let finished_at = field(&cluster, finished);
+    assert!(!finished_at.is_empty());
+
+    // What `cargo xtask down` then `up` does to the node: everything local is gone.
+    cluster.stop_agent();
+    let cleanup = cluster.cleanup_agent();
+    assert!(cleanup.ok, "{cleanup:?}");
+    cluster.start_agent();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(field(&cluster, "{.status.phase}"), "Succeeded");
+    assert_eq!(
+        field(&cluster, finished),
+        finished_at,
+        "the pod must not run again"
+    );
+}

@@ -63,6 +63,11 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Whether this node has never acted on the pod (no state on disk, nothing started).
+    fn is_new(&self) -> bool {
+        self.record.start_time.is_none() && self.record.containers.is_empty()
+    }
+
     fn new(deps: Arc<Deps>, pod: &Pod) -> Worker {
         let dir = PodDir::new(&deps.pods_root, &uid_of(pod));
         let record = dir.load().unwrap_or_else(|| PodRecord {
@@ -680,6 +685,13 @@ fn grace_of(pod: &Pod) -> Duration {
     Duration::from_secs(secs.max(0) as u64)
 }
 
+fn is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
 /// Runs one pod until it is deleted and cleaned up.
 pub async fn run(deps: Arc<Deps>, mut desired: watch::Receiver<Desired>) {
     let first = desired.borrow().pod.clone();
@@ -688,18 +700,12 @@ pub async fn run(deps: Arc<Deps>, mut desired: watch::Receiver<Desired>) {
         let Desired { pod, removed } = desired.borrow_and_update().clone();
         let span = tracing::info_span!("pod", namespace = %worker.record.namespace, name = %worker.record.name);
         if removed || pod.metadata.deletion_timestamp.is_some() {
-            let _enter = span.enter();
-            drop(_enter);
-            worker
-                .terminate(
-                    &pod,
-                    if removed {
-                        Duration::from_secs(2)
-                    } else {
-                        grace_of(&pod)
-                    },
-                )
-                .await;
+            let grace = if removed {
+                Duration::from_secs(2)
+            } else {
+                grace_of(&pod)
+            };
+            tracing::Instrument::instrument(worker.terminate(&pod, grace), span).await;
             if !removed {
                 let r = skiff_proto::node::PodRef {
                     namespace: worker.record.namespace.clone(),
@@ -720,7 +726,13 @@ pub async fn run(deps: Arc<Deps>, mut desired: watch::Receiver<Desired>) {
             tracing::info!(namespace = %worker.record.namespace, name = %worker.record.name, "pod removed from node");
             return;
         }
-        let wake = tracing::Instrument::instrument(worker.sync(&pod), span).await;
+        // A pod that finished before this node (or agent state) was lost stays finished: the
+        // kubelet never runs a Succeeded or Failed pod again.
+        let wake = if worker.is_new() && is_terminal(&pod) {
+            Duration::from_secs(3600)
+        } else {
+            tracing::Instrument::instrument(worker.sync(&pod), span).await
+        };
         tokio::select! {
             changed = desired.changed() => {
                 if changed.is_err() {
