@@ -215,6 +215,22 @@ impl Cluster {
         text
     }
 
+    /// Whether a process with exactly this command line runs in this cluster's pods (found by
+    /// its cgroup, so other clusters on the machine do not count).
+    pub fn pod_process_running(&self, args: &str) -> bool {
+        let marker = format!("/{}/", self.cgroup_root);
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return false;
+        };
+        procs.flatten().any(|entry| {
+            let dir = entry.path();
+            let cgroups = std::fs::read_to_string(dir.join("cgroup")).unwrap_or_default();
+            let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cgroups.contains(&marker) && cmdline.trim_end() == args
+        })
+    }
+
     /// Host-wide leftovers of this cluster's agent: cgroup dirs, bpffs pins, pod netns.
     pub fn leftovers(&self) -> Vec<String> {
         let mut found = Vec::new();

@@ -60,17 +60,6 @@ pub fn privileged_env() -> Result<(), String> {
     Ok(())
 }
 
-/// Whether a process whose full command line is exactly `args` runs anywhere on the machine.
-pub fn process_running(args: &str) -> bool {
-    let ps = std::process::Command::new("ps")
-        .args(["-eo", "args"])
-        .output()
-        .expect("running ps");
-    String::from_utf8_lossy(&ps.stdout)
-        .lines()
-        .any(|l| l == args)
-}
-
 /// Polls `check` every 250 ms until it returns Some, or fails after `timeout` with `what`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use skiff_tests::cluster::Cluster;
-use skiff_tests::{privileged_env, process_running, wait_for};
+use skiff_tests::{privileged_env, wait_for};
 
 #[test]
 fn killed_agent_readopts_running_pods() {
@@ -25,7 +25,7 @@ fn killed_agent_readopts_running_pods() {
     cluster.kill_agent();
     std::thread::sleep(Duration::from_secs(1));
     assert!(
-        process_running("sleep 3600"),
+        cluster.pod_process_running("sleep 3600"),
         "the container must outlive its agent"
     );
     cluster.start_agent();
@@ -46,7 +46,7 @@ fn killed_agent_readopts_running_pods() {
 
     cluster.kubectl_ok(&["delete", "pod", "sleeper", "--grace-period=1"]);
     assert!(
-        !process_running("sleep 3600"),
+        !cluster.pod_process_running("sleep 3600"),
         "the container should be gone after delete"
     );
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use skiff_tests::cluster::Cluster;
-use skiff_tests::{privileged_env, process_running, wait_for};
+use skiff_tests::{privileged_env, wait_for};
 
 fn pod_field(cluster: &Cluster, pod: &str, jsonpath: &str) -> String {
     cluster
@@ -114,7 +114,10 @@ fn walkthrough() {
     wait_for("sleeper's cgroup to go", Duration::from_secs(10), || {
         (cgroup_count(&sleeper_uid) == 0).then_some(())
     });
-    assert!(!process_running("sleep 3600"), "sleep 3600 still runs");
+    assert!(
+        !cluster.pod_process_running("sleep 3600"),
+        "sleep 3600 still runs"
+    );
 
     // A missing image is a clear pod status.
     cluster.kubectl_ok(&["run", "bad", "--image=no-such-image", "--restart=Never"]);
