@@ -1,6 +1,6 @@
-//! `cargo xtask bench pods`: create → Running latency of 50 pods on a one-node cluster in a
-//! throwaway network namespace (image cached), against runc starting the same root filesystem
-//! 50 times in the same run.
+//! `cargo xtask bench pods`: create → Running latency of pods on a one-node cluster in a
+//! throwaway network namespace (image cached) — 20 one at a time, then 50 at once — against runc
+//! starting the same root filesystem 50 times in the same run.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,8 @@ use crate::paths::Paths;
 use crate::run::{cargo, note, run as run_cmd, step};
 
 const PODS: usize = 50;
+/// Pods started one at a time (each waits for the previous to run).
+const ONE_BY_ONE: usize = 20;
 const TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Value at percentile `p` (0–100) of sorted `v`, nearest-rank.
@@ -79,32 +81,44 @@ fn watch_pods(cluster: &Cluster) -> Result<std::sync::mpsc::Receiver<(String, bo
     Ok(rx)
 }
 
-/// skiff: create → Running latency per pod (ms), and the wall time until all ran (s).
-fn measure_skiff(cluster: &Cluster) -> Result<(Vec<f64>, f64)> {
+/// skiff: create → Running latency per pod (ms), and the wall time until all ran (s). The
+/// pods are created in `batches` (each one `kubectl create` of a List), waiting for each batch
+/// to run before the next; the latency runs from the watch seeing a pod to seeing it Running.
+fn measure_skiff(cluster: &Cluster, tag: &str, batches: &[usize]) -> Result<(Vec<f64>, f64)> {
     let events = watch_pods(cluster)?;
     std::thread::sleep(Duration::from_millis(500));
-    let list = json!({"apiVersion": "v1", "kind": "List", "items": (0..PODS).map(|i| pod(&format!("bench-{i}"))).collect::<Vec<_>>()});
-    let manifest = cluster.dir.path().join("bench-pods.json");
-    std::fs::write(&manifest, serde_json::to_vec(&list)?)?;
-    let create = cluster.kubectl(&["create", "-f", &manifest.to_string_lossy()]);
-    if !create.ok {
-        bail!("creating the bench pods failed: {}", create.stderr);
-    }
     let mut seen: HashMap<String, Instant> = HashMap::new();
     let mut running: HashMap<String, Instant> = HashMap::new();
-    let deadline = Instant::now() + TIMEOUT;
-    while running.len() < PODS {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok((name, is_running, at)) = events.recv_timeout(left) else {
-            bail!(
-                "only {} of {PODS} pods ran within {TIMEOUT:?}\n{}",
-                running.len(),
-                cluster.logs()
-            );
-        };
-        seen.entry(name.clone()).or_insert(at);
-        if is_running {
-            running.entry(name).or_insert(at);
+    let mut created = 0;
+    for (b, size) in batches.iter().enumerate() {
+        let items: Vec<Value> = (created..created + size)
+            .map(|i| pod(&format!("{tag}-{i}")))
+            .collect();
+        created += size;
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+        let manifest = cluster.dir.path().join(format!("{tag}-{b}.json"));
+        std::fs::write(&manifest, serde_json::to_vec(&list)?)?;
+        let create = cluster.kubectl(&["create", "-f", &manifest.to_string_lossy()]);
+        if !create.ok {
+            bail!("creating the bench pods failed: {}", create.stderr);
+        }
+        let deadline = Instant::now() + TIMEOUT;
+        while running.len() < created {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok((name, is_running, at)) = events.recv_timeout(left) else {
+                bail!(
+                    "only {} of {created} pods ran within {TIMEOUT:?}\n{}",
+                    running.len(),
+                    cluster.logs()
+                );
+            };
+            if !name.starts_with(tag) {
+                continue;
+            }
+            seen.entry(name.clone()).or_insert(at);
+            if is_running {
+                running.entry(name).or_insert(at);
+            }
         }
     }
     let mut latencies: Vec<f64> = running
@@ -202,11 +216,15 @@ pub fn run(paths: &Paths) -> Result<Vec<BenchRow>> {
     cluster.kubectl_ok(&["delete", "pod", "warm", "--grace-period=0", "--force"]);
 
     step(format!(
-        "skiff: creating {PODS} pods at once, timing create → Running"
+        "skiff: {ONE_BY_ONE} pods one at a time, timing create → Running"
     ));
-    let (skiff, wall) = measure_skiff(&cluster)?;
+    let (single, _) = measure_skiff(&cluster, "one", &[1; ONE_BY_ONE])?;
+    step(format!(
+        "skiff: {PODS} pods at once, timing create → Running"
+    ));
+    let (burst, wall) = measure_skiff(&cluster, "burst", &[PODS])?;
     let rootfs = busybox_rootfs(&cluster)?;
-    cluster.kubectl_ok(&[
+    let delete = [
         "delete",
         "pods",
         "-l",
@@ -214,26 +232,22 @@ pub fn run(paths: &Paths) -> Result<Vec<BenchRow>> {
         "--grace-period=0",
         "--force",
         "--wait=false",
-    ]);
+    ];
+    cluster.kubectl_ok(&delete);
     step(format!(
         "runc: `runc run -d` of the same root filesystem {PODS} times"
     ));
     let runc = measure_runc(&rootfs)?;
     note(format!("runc total {:.0} ms", runc.iter().sum::<f64>()));
-    let row = |metric: &str, v: f64, base: f64| {
-        BenchRow::new(metric, v, "ms").against("runc run -d", base)
+    let row = |metric: &str, skiff: &[f64], p: f64| {
+        BenchRow::new(metric, percentile(skiff, p), "ms")
+            .against("runc run -d", percentile(&runc, p))
     };
     Ok(vec![
-        row(
-            "pod create→Running p50",
-            percentile(&skiff, 50.0),
-            percentile(&runc, 50.0),
-        ),
-        row(
-            "pod create→Running p99",
-            percentile(&skiff, 99.0),
-            percentile(&runc, 99.0),
-        ),
+        row("pod create→Running p50, one at a time", &single, 50.0),
+        row("pod create→Running p99, one at a time", &single, 99.0),
+        row("pod create→Running p50, 50 at once", &burst, 50.0),
+        row("pod create→Running p99, 50 at once", &burst, 99.0),
         BenchRow::new(&format!("{PODS} pods all Running"), wall * 1000.0, "ms").against(
             &format!("runc run -d ×{PODS}, sequential"),
             runc.iter().sum::<f64>(),
