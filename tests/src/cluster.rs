@@ -23,7 +23,7 @@ pub struct Cluster {
 }
 
 /// Spawns `cmd` with stdout and stderr appended to `log` (kept across restarts).
-fn spawn(cmd: &mut Command, log: &Path) -> Child {
+pub(crate) fn spawn(cmd: &mut Command, log: &Path) -> Child {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -256,13 +256,13 @@ impl Cluster {
     }
 }
 
-fn clone_cmd(cmd: &Command) -> Command {
+pub(crate) fn clone_cmd(cmd: &Command) -> Command {
     let mut c = Command::new(cmd.get_program());
     c.args(cmd.get_args());
     c
 }
 
-fn terminate(child: &mut Child, grace: Duration) {
+pub(crate) fn terminate(child: &mut Child, grace: Duration) {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
     let deadline = std::time::Instant::now() + grace;
@@ -277,7 +277,7 @@ fn terminate(child: &mut Child, grace: Duration) {
 }
 
 /// Removes a cgroup subtree in every hierarchy (deepest first), killing what is left in it.
-fn remove_cgroup_tree(name: &str) {
+pub(crate) fn remove_cgroup_tree(name: &str) {
     for entry in std::fs::read_dir("/sys/fs/cgroup")
         .into_iter()
         .flatten()

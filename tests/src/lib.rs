@@ -2,6 +2,7 @@
 //! started inside one, kubectl runs against it, and checks that nothing is left behind.
 
 pub mod cluster;
+pub mod lab;
 pub mod netns;
 
 use std::path::PathBuf;

@@ -3,6 +3,7 @@
 mod bench;
 mod cluster;
 mod image;
+mod lab;
 mod paths;
 mod proc;
 mod push;
@@ -67,11 +68,32 @@ enum Command {
         #[arg(long)]
         registry: String,
     },
+    /// The multi-node lab: a control plane and N nodes in network namespaces.
+    #[command(subcommand)]
+    Lab(LabCommand),
     /// Run a benchmark and write `target/bench/NAME.json`.
     Bench {
         /// Which benchmark to run (`pods`).
         name: String,
     },
+}
+
+#[derive(Subcommand)]
+enum LabCommand {
+    /// Start a lab in the foreground (state in `.skiff/lab/`, names `skiff-lab-*`).
+    Up {
+        /// How many nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Build and run the release binaries.
+        #[arg(long)]
+        release: bool,
+        /// Run prebuilt `skiff-control` and `skiff-agent` from this directory (skips the build).
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+    },
+    /// Remove everything a lab made, also after a crash.
+    Down,
 }
 
 fn main() -> ExitCode {
@@ -96,6 +118,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Down { purge } => cluster::down(&paths, purge),
         Command::Test { args } => test::test(&paths, &args),
+        Command::Lab(LabCommand::Up {
+            nodes,
+            release,
+            bin_dir,
+        }) => lab::up(&paths, Profile::from_release(release), bin_dir, nodes),
+        Command::Lab(LabCommand::Down) => lab::down(&paths),
         Command::Bench { name } => bench::bench(&paths, &name),
         Command::PushBusybox { registry } => {
             let (digest, _) = push::push_busybox(&registry)?;
