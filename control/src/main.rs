@@ -103,6 +103,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .merge(api);
 
     tokio::spawn(Scheduler::new(registry.clone()).run());
+    skiff_control::controllers::run_all(registry.clone());
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

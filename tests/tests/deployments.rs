@@ -20,7 +20,7 @@ fn web_pods(cluster: &Cluster) -> Vec<String> {
         .stdout;
     out.lines()
         .filter(|l| l.split_whitespace().count() == 2)
-        .map(str::to_string)
+        .map(|l| l.trim().to_string())
         .collect()
 }
 
@@ -131,10 +131,6 @@ fn deployment_lifecycle() {
         Duration::from_secs(60),
         || {
             let pods = web_pods(&cluster);
-            eprintln!(
-                "DEBUG {pods:?} {}",
-                cluster.kubectl(&["get", "pods", "-o", "wide"]).stdout
-            );
             (pods.len() == 3 && pods.iter().all(|p| p.ends_with(" busybox:1.35"))).then_some(())
         },
     );
@@ -148,6 +144,53 @@ fn deployment_lifecycle() {
         })
         .count();
     assert_eq!(revisions, sets.len(), "{history}");
+
+    // Undo goes back to the previous template, reusing its set.
+    cluster.kubectl_ok(&["rollout", "undo", "deployment/web"]);
+    cluster.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    assert_eq!(
+        replica_sets(&cluster).len(),
+        sets.len(),
+        "undo should reuse a set; set templates:\n{}\ndeployment template:\n{}",
+        cluster
+            .kubectl(&[
+                "get",
+                "rs",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.template}{\"\\n\"}{end}"
+            ])
+            .stdout,
+        cluster
+            .kubectl(&["get", "deploy", "-o", "jsonpath={.items[0].spec.template}"])
+            .stdout,
+    );
+    wait_for(
+        "three pods of the old image",
+        Duration::from_secs(60),
+        || {
+            let pods = web_pods(&cluster);
+            (pods.len() == 3 && pods.iter().all(|p| p.ends_with(" busybox"))).then_some(())
+        },
+    );
+
+    // Paused: a template change waits; resumed: it rolls. Restart makes yet another set.
+    cluster.kubectl_ok(&["rollout", "pause", "deployment/web"]);
+    cluster.kubectl_ok(&["set", "image", "deployment/web", "busybox=busybox:1.35"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        replica_sets(&cluster).len(),
+        sets.len(),
+        "paused: no new set"
+    );
+    cluster.kubectl_ok(&["rollout", "resume", "deployment/web"]);
+    cluster.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    cluster.kubectl_ok(&["rollout", "restart", "deployment/web"]);
+    cluster.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    assert_eq!(
+        replica_sets(&cluster).len(),
+        sets.len() + 1,
+        "restart adds a set"
+    );
 
     // Deleting the deployment removes its sets and their pods.
     cluster.kubectl_ok(&["delete", "deployment", "web"]);

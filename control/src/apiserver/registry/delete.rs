@@ -22,7 +22,9 @@ pub struct Preconditions {
 pub struct DeleteParams {
     pub grace_period_seconds: Option<i64>,
     pub preconditions: Preconditions,
-    /// Accepted; garbage collection of dependents comes later.
+    /// `Orphan` gives the object the `orphan` finalizer (the garbage collector removes the
+    /// dependents' references, then the finalizer); `Background` (and, for now, `Foreground`)
+    /// removes the object and leaves its dependents to the garbage collector.
     pub propagation_policy: Option<String>,
     pub dry_run: bool,
 }
@@ -97,6 +99,24 @@ fn plan(def: &ResourceDef, obj: &Value, params: &DeleteParams) -> Plan {
             return Plan::Keep;
         }
         return mark(obj, now, grace);
+    }
+    // Only for the owner kinds the garbage collector orphans for (else the finalizer would stay).
+    if params.propagation_policy.as_deref() == Some("Orphan")
+        && !terminating
+        && def.group == "apps"
+        && matches!(def.plural, "deployments" | "replicasets")
+    {
+        let mut o = obj.clone();
+        let finalizers = o["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !finalizers.iter().any(|f| f == "orphan") {
+            let mut f = finalizers;
+            f.push(json!("orphan"));
+            o["metadata"]["finalizers"] = json!(f);
+        }
+        return mark(&o, now, 0);
     }
     if object::has_finalizers(obj) {
         if terminating {
