@@ -1,5 +1,6 @@
 //! The agent process: wires the parts together, follows the control plane's command stream
-//! (reconnecting as needed), serves log streams, and removes everything on `cleanup`.
+//! (reconnecting as needed), hands stream requests to [`crate::streams`], and removes everything
+//! on `cleanup`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -7,17 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use skiff_proto::node::CommandsRequest;
 use skiff_proto::node::node_command::Command;
 use skiff_proto::node::open_stream::Kind;
-use skiff_proto::node::{CommandsRequest, LogRequest, StreamChunk};
 
 use crate::cgroups::CgroupManager;
 use crate::images::{ImageRef, ImageStore, RegistryConfig};
 use crate::lb::ServiceLb;
 use crate::network::{NetworkConfig, PodNetwork};
 use crate::node::info::HostFacts;
-use crate::pods::{Deps, PodManager, logs};
-use crate::runtime::{ContainerState, Runtime};
+use crate::pods::{Deps, PodManager};
+use crate::runtime::Runtime;
 
 /// Everything `skiff-agent run` is told.
 #[derive(Debug, Clone)]
@@ -177,7 +178,15 @@ async fn follow_commands(
             }
             Some(Command::PodRemoved(r)) => manager.removed(&r.uid),
             Some(Command::OpenStream(open)) => match open.kind {
-                Some(Kind::Logs(req)) => serve_logs(manager, client.clone(), open.stream_id, req),
+                Some(Kind::Logs(req)) => {
+                    crate::streams::serve_logs(manager, client.clone(), open.stream_id, req)
+                }
+                Some(Kind::Exec(req)) => {
+                    crate::streams::serve_exec(manager, client.clone(), open.stream_id, req)
+                }
+                Some(Kind::PortForward(req)) => {
+                    crate::streams::serve_port_forward(manager, client.clone(), open.stream_id, req)
+                }
                 None => tracing::warn!("ignoring stream request of unknown kind"),
             },
             None => {}
@@ -190,80 +199,6 @@ fn decode(json: &[u8]) -> Option<k8s_openapi::api::core::v1::Pod> {
     skiff_proto::from_json(json)
         .map_err(|e| tracing::warn!(error = %e, "ignoring undecodable pod"))
         .ok()
-}
-
-/// Answers a log request by streaming the container's log file to the control plane.
-fn serve_logs(
-    manager: &PodManager,
-    mut client: crate::node::Client,
-    stream_id: String,
-    req: LogRequest,
-) {
-    let target = manager.log_target(&req.uid, &req.container, req.previous);
-    let deps = manager.deps().clone();
-    tokio::spawn(async move {
-        let Some((path, id)) = target else {
-            let what = if req.previous {
-                "previous terminated container"
-            } else {
-                "container"
-            };
-            let msg = format!(
-                "{what} \"{}\" in pod \"{}\" is waiting to start",
-                req.container, req.pod
-            );
-            let only = StreamChunk {
-                stream_id,
-                data: Vec::new(),
-                error: msg,
-            };
-            let _ = client.stream_data(futures::stream::iter([only])).await;
-            return;
-        };
-        let since = req
-            .since_time
-            .as_deref()
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-            .or_else(|| {
-                req.since_seconds
-                    .map(|s| jiff::Timestamp::now() - jiff::SignedDuration::from_secs(s))
-            });
-        let opts = logs::LogOptions {
-            tail_lines: req.tail_lines,
-            since,
-            timestamps: req.timestamps,
-            limit_bytes: req.limit_bytes,
-            follow: req.follow,
-        };
-        let still_running = move || {
-            id.as_deref()
-                .is_some_and(|id| matches!(deps.runtime.state(id), ContainerState::Running { .. }))
-        };
-        let rx = logs::stream(path, opts, still_running);
-        let id = stream_id.clone();
-        let body = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |item| match item {
-            Ok(data) => StreamChunk {
-                stream_id: id.clone(),
-                data: data.to_vec(),
-                error: String::new(),
-            },
-            Err(error) => StreamChunk {
-                stream_id: id.clone(),
-                data: Vec::new(),
-                error,
-            },
-        });
-        // The first chunk names the stream even when the log is empty.
-        let opening = StreamChunk {
-            stream_id,
-            data: Vec::new(),
-            error: String::new(),
-        };
-        let chunks = futures::stream::iter([opening]).chain(body);
-        if let Err(status) = client.stream_data(chunks).await {
-            tracing::debug!(%status, "log stream ended early");
-        }
-    });
 }
 
 /// Removes everything an agent made on this node: containers, pods' network and cgroups, the

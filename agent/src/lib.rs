@@ -8,3 +8,4 @@ pub mod network;
 pub mod node;
 pub mod pods;
 pub mod runtime;
+pub mod streams;

@@ -12,6 +12,7 @@ use tokio::net::unix::pipe;
 use tokio::process::Child;
 
 use super::shim::exec::{ExecReport, REPORT_FD, STDIO_FDS};
+use super::shim::tty::RESIZE_FD;
 use super::{ContainerState, Runtime, RuntimeError, io_err, valid_id};
 
 /// How much of each output stream [`Runtime::exec`] keeps (the rest is read and dropped).
@@ -38,6 +39,8 @@ pub struct ExecSession {
     pub stdin: Option<pipe::Sender>,
     pub stdout: Option<pipe::Receiver>,
     pub stderr: Option<pipe::Receiver>,
+    /// With a terminal: takes `"<cols> <rows>\n"` lines (see [`ExecSession::resize`]).
+    pub resize: Option<pipe::Sender>,
     id: String,
     timeout: Option<Duration>,
     child: Child,
@@ -84,6 +87,18 @@ impl ExecSession {
         }
     }
 
+    /// Sets the terminal's size (no-op without a terminal).
+    pub async fn resize(&mut self, cols: u16, rows: u16) {
+        use tokio::io::AsyncWriteExt;
+        if let Some(w) = self.resize.as_mut()
+            && w.write_all(format!("{cols} {rows}\n").as_bytes())
+                .await
+                .is_err()
+        {
+            self.resize = None;
+        }
+    }
+
     /// Asks the child to kill the command (it reports `cancelled`).
     pub fn cancel(&self) {
         if let Some(pid) = self.child.id() {
@@ -121,6 +136,20 @@ impl Runtime {
         timeout: Option<Duration>,
         stdin: bool,
     ) -> Result<ExecSession, RuntimeError> {
+        self.spawn_exec_with(id, argv, timeout, stdin, false)
+    }
+
+    /// [`Runtime::spawn_exec`], optionally on a terminal (`tty`): then the output (stdout and
+    /// stderr together, as a terminal shows them) comes on `stdout`, `stderr` reaches EOF at
+    /// once, and [`ExecSession::resize`] sets the size.
+    pub fn spawn_exec_with(
+        &self,
+        id: &str,
+        argv: &[String],
+        timeout: Option<Duration>,
+        stdin: bool,
+        tty: bool,
+    ) -> Result<ExecSession, RuntimeError> {
         if !valid_id(id) {
             return Err(RuntimeError::InvalidSpec(format!(
                 "bad container id {id:?}"
@@ -151,12 +180,21 @@ impl Runtime {
             let null = std::fs::File::open("/dev/null").map_err(io_err("open /dev/null"))?;
             (null.into(), None)
         };
+        // The resize pipe; without a terminal fd 7 is /dev/null, which the child ignores.
+        let (resize_r, resize_w): (OwnedFd, Option<OwnedFd>) = if tty {
+            let (r, w) = pipe()?;
+            (r, Some(w))
+        } else {
+            let null = std::fs::File::open("/dev/null").map_err(io_err("open /dev/null"))?;
+            (null.into(), None)
+        };
         let ms = timeout.map_or(0, |t| t.as_millis().max(1) as u64);
         let mut cmd = tokio::process::Command::new(&self.agent_exe);
         cmd.args(&self.shim_prefix)
             .args(["shim", "exec"])
             .arg(self.dir(id))
             .arg(ms.to_string())
+            .args(tty.then_some("tty"))
             .arg("--")
             .args(argv)
             .stdin(Stdio::null())
@@ -167,13 +205,20 @@ impl Runtime {
             out_w.as_raw_fd(),
             err_w.as_raw_fd(),
             report_w.as_raw_fd(),
+            resize_r.as_raw_fd(),
         ];
-        let targets = [STDIO_FDS[0], STDIO_FDS[1], STDIO_FDS[2], REPORT_FD];
+        let targets = [
+            STDIO_FDS[0],
+            STDIO_FDS[1],
+            STDIO_FDS[2],
+            REPORT_FD,
+            RESIZE_FD,
+        ];
         // SAFETY: between fork and exec only async-signal-safe calls (fcntl, dup2, close).
         unsafe {
             cmd.pre_exec(move || {
                 // Move every source out of the target range first, so no dup2 clobbers one.
-                let mut high = [0; 4];
+                let mut high = [0; 5];
                 for (h, src) in high.iter_mut().zip(sources) {
                     *h = libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 64);
                     if *h < 0 {
@@ -193,7 +238,7 @@ impl Runtime {
         let child = cmd
             .spawn()
             .map_err(io_err(format!("start {}", self.agent_exe.display())))?;
-        drop((in_r, out_w, err_w, report_w));
+        drop((in_r, out_w, err_w, report_w, resize_r));
         let stream = |e| io_err("set up an exec stream")(e);
         Ok(ExecSession {
             stdin: in_w
@@ -202,6 +247,10 @@ impl Runtime {
                 .map_err(stream)?,
             stdout: Some(pipe::Receiver::from_owned_fd(out_r).map_err(stream)?),
             stderr: Some(pipe::Receiver::from_owned_fd(err_r).map_err(stream)?),
+            resize: resize_w
+                .map(pipe::Sender::from_owned_fd)
+                .transpose()
+                .map_err(stream)?,
             id: id.to_string(),
             timeout,
             child,

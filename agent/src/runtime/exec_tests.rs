@@ -266,3 +266,48 @@ async fn exec_streams_stdin_and_refuses_stopped_containers() {
         .unwrap_err();
     assert!(matches!(err, RuntimeError::NotRunning(_)), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_with_a_tty_runs_on_a_terminal_of_the_size_asked() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let fx = TestContainers::new("exectty");
+    fx.start(&fx.spec("box", &["sleep", "60"])).await;
+    let script = "read go; tty; stty size; echo err >&2";
+    let mut session = fx
+        .runtime
+        .spawn_exec_with("box", &argv(&["sh", "-c", script]), None, true, true)
+        .unwrap();
+    session.resize(100, 30).await;
+    // Let the size land before the command reads its go line.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut stdin = session.stdin.take().unwrap();
+    if let Err(e) = stdin.write_all(b"go\n").await {
+        panic!(
+            "writing stdin: {e}; the exec ended: {:?}",
+            session.wait().await
+        );
+    }
+    let mut out = Vec::new();
+    let mut stdout = session.stdout.take().unwrap();
+    let mut stderr = session.stderr.take().unwrap();
+    let reading = async {
+        stdout.read_to_end(&mut out).await.unwrap();
+        let mut err = Vec::new();
+        stderr.read_to_end(&mut err).await.unwrap();
+        err
+    };
+    let err = tokio::time::timeout(Duration::from_secs(20), reading)
+        .await
+        .expect("the terminal closes when the command ends");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("/dev/pts/"), "{text:?}");
+    assert!(text.contains("30 100"), "stty size: {text:?}");
+    // A terminal shows stderr with stdout; the stderr pipe stays empty.
+    assert!(text.contains("err"), "{text:?}");
+    assert!(err.is_empty());
+    drop(stdin);
+    assert_eq!(session.wait().await.unwrap(), 0);
+}

@@ -1,12 +1,13 @@
 //! The node protocol server: what agents call (registration, leases, node and pod status, the
-//! command stream of their pods, log streams). It is the only way an agent reaches the cluster,
-//! and it goes through the same registry as the REST API.
+//! command stream of their pods, log streams, exec and port-forward sessions). It is the only
+//! way an agent reaches the cluster, and it goes through the same registry as the REST API.
 
 mod commands;
 mod objects;
 pub mod streams;
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -39,6 +40,9 @@ pub struct NodeService {
     token: String,
     network: ClusterNetwork,
     hub: StreamHub,
+    /// Held from reading the taken pod CIDRs until the registering node holds its own, so two
+    /// nodes registering at once never get the same one.
+    registering: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl NodeService {
@@ -53,6 +57,7 @@ impl NodeService {
             token,
             network,
             hub,
+            registering: Arc::default(),
         }
     }
 
@@ -136,9 +141,7 @@ impl node_server::Node for NodeService {
             .name
             .clone()
             .ok_or_else(|| Status::invalid_argument("node has no name"))?;
-        let span = tracing::info_span!("register", node = %name);
-        let _guard = span.enter();
-        drop(_guard);
+        let _registering = self.registering.lock().await;
         let existing = match self.registry.get::<Node>(None, &name).await {
             Ok(n) => Some(n),
             Err(e) if e.code() == 404 => None,
@@ -364,6 +367,53 @@ impl node_server::Node for NodeService {
         objects::get(&self.registry, req.get_ref())
             .await
             .map(Response::new)
+    }
+
+    type SessionStream = Pin<Box<dyn Stream<Item = Result<SessionFrame, Status>> + Send>>;
+
+    async fn session(
+        &self,
+        req: Request<tonic::Streaming<SessionFrame>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        self.authorize(&req)?;
+        let mut frames = req.into_inner();
+        let first = frames
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("a session starts with a frame naming it"))?;
+        let id = first.stream_id.clone();
+        let (to_node, from_node) = self
+            .hub
+            .take_session(&id)
+            .ok_or_else(|| Status::not_found("no such stream"))?;
+        let reader_id = id.clone();
+        tokio::spawn(async move {
+            let id = reader_id;
+            let mut next = Some(first);
+            while let Some(frame) = next {
+                let end = frame.end;
+                if let Some(msg) = streams::from_wire(frame)
+                    && from_node.send(msg).await.is_err()
+                {
+                    break; // the client went away
+                }
+                if end {
+                    break;
+                }
+                next = match frames.message().await {
+                    Ok(f) => f,
+                    Err(status) => {
+                        tracing::debug!(%status, stream = %id, "session from node failed");
+                        None
+                    }
+                };
+            }
+        });
+        Ok(Response::new(
+            tokio_stream::wrappers::ReceiverStream::new(to_node)
+                .map(move |msg| Ok(streams::to_wire(&id, msg)))
+                .boxed(),
+        ))
     }
 
     async fn stream_data(

@@ -6,8 +6,11 @@
 //! Protocol with the agent: the command's stdin/stdout/stderr are this process's fds 3/4/5
 //! ([`STDIO_FDS`]; pipes the agent can stream, e.g. for `kubectl exec`); the report is one JSON
 //! line ([`ExecReport`]) on fd 6. The child's own fds 0-2 carry only its diagnostics, so nothing
-//! but the command writes into the command's streams. A timeout of 0 means none. SIGTERM/SIGINT/SIGHUP to this process
-//! kill the command (so the agent can cancel an exec by signalling its child).
+//! but the command writes into the command's streams. A timeout of 0 means none.
+//! SIGTERM/SIGINT/SIGHUP to this process kill the command (so the agent can cancel an exec by
+//! signalling its child). With the word `tty` (before `--`) the command gets a terminal (see
+//! [`super::tty`]): fd 3 feeds it, fd 4 gets its output, fd 5 stays unused, and fd 7 takes
+//! resize lines.
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -23,6 +26,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use super::tty::{self, Console, RESIZE_FD};
 use super::{LIBCONTAINER_DIR, executor};
 
 /// The fds the command's stdin, stdout and stderr are passed on.
@@ -66,7 +70,15 @@ pub fn main(args: &[String]) -> i32 {
         unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     let outcome = match parse(args) {
-        Ok((dir, timeout, argv)) => run(&dir, timeout, argv, [stdin, stdout, stderr]),
+        Ok(req) => {
+            // SAFETY: in tty mode the agent hands us fd 7 as well.
+            let resize = req.tty.then(|| unsafe { OwnedFd::from_raw_fd(RESIZE_FD) });
+            if let Some(fd) = &resize {
+                // SAFETY: setting FD_CLOEXEC on an fd we own.
+                unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+            run(req, [stdin, stdout, stderr], resize)
+        }
         Err(message) => ExecReport::Failed { message },
     };
     let mut file = std::fs::File::from(report);
@@ -77,25 +89,41 @@ pub fn main(args: &[String]) -> i32 {
     0
 }
 
-fn parse(args: &[String]) -> Result<(PathBuf, Option<Duration>, Vec<String>), String> {
-    let usage = || "usage: skiff-agent shim exec <state-dir> <timeout-ms> -- <argv…>".to_string();
-    let [dir, timeout, sep, argv @ ..] = args else {
+/// What the agent asked for.
+#[derive(Debug, PartialEq, Eq)]
+struct ExecArgs {
+    dir: PathBuf,
+    timeout: Option<Duration>,
+    tty: bool,
+    argv: Vec<String>,
+}
+
+fn parse(args: &[String]) -> Result<ExecArgs, String> {
+    let usage =
+        || "usage: skiff-agent shim exec <state-dir> <timeout-ms> [tty] -- <argv…>".to_string();
+    let [dir, timeout, rest @ ..] = args else {
+        return Err(usage());
+    };
+    let (tty, rest) = match rest {
+        [flag, rest @ ..] if flag == "tty" => (true, rest),
+        rest => (false, rest),
+    };
+    let [sep, argv @ ..] = rest else {
         return Err(usage());
     };
     if sep != "--" || argv.is_empty() {
         return Err(usage());
     }
     let ms: u64 = timeout.parse().map_err(|_| usage())?;
-    let timeout = (ms > 0).then(|| Duration::from_millis(ms));
-    Ok((PathBuf::from(dir), timeout, argv.to_vec()))
+    Ok(ExecArgs {
+        dir: PathBuf::from(dir),
+        timeout: (ms > 0).then(|| Duration::from_millis(ms)),
+        tty,
+        argv: argv.to_vec(),
+    })
 }
 
-fn run(
-    dir: &Path,
-    timeout: Option<Duration>,
-    argv: Vec<String>,
-    stdio: [OwnedFd; 3],
-) -> ExecReport {
+fn run(req: ExecArgs, stdio: [OwnedFd; 3], resize: Option<OwnedFd>) -> ExecReport {
     for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         // No SA_RESTART: a blocking wait returns EINTR so the cancel is seen at once.
         let action = SigAction::new(
@@ -106,15 +134,56 @@ fn run(
         // SAFETY: the handler only stores to an atomic.
         let _ = unsafe { nix::sys::signal::sigaction(sig, &action) };
     }
-    let pid = match start(dir, argv, stdio) {
+    if !req.tty {
+        return match start(&req.dir, req.argv, stdio, None) {
+            Ok(pid) => wait(pid, req.timeout),
+            Err(message) => ExecReport::Failed { message },
+        };
+    }
+    let console = match Console::listen() {
+        Ok(c) => c,
+        Err(message) => return ExecReport::Failed { message },
+    };
+    let null = || std::fs::File::open("/dev/null").map(OwnedFd::from);
+    let (Ok(n0), Ok(n1), Ok(n2)) = (null(), null(), null()) else {
+        return ExecReport::Failed {
+            message: "open /dev/null".into(),
+        };
+    };
+    let pid = match start(&req.dir, req.argv, [n0, n1, n2], Some(&console)) {
         Ok(pid) => pid,
         Err(message) => return ExecReport::Failed { message },
     };
-    wait(pid, timeout)
+    let master = match console.receive_master(Duration::from_secs(10)) {
+        Ok(m) => m,
+        Err(message) => {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = wait(pid, None);
+            return ExecReport::Failed { message };
+        }
+    };
+    drop(console);
+    // libcontainer is done: a thread is safe from here on.
+    let [input, output, _] = stdio;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        tty::relay(master, input, output, resize);
+        let _ = done_tx.send(());
+    });
+    let report = wait(pid, req.timeout);
+    // The rest of the output, unless something in the container still holds the terminal.
+    let _ = done_rx.recv_timeout(Duration::from_millis(500));
+    report
 }
 
-/// Joins the container with the tenant builder; returns the command's host pid.
-fn start(dir: &Path, argv: Vec<String>, stdio: [OwnedFd; 3]) -> Result<Pid, String> {
+/// Joins the container with the tenant builder; returns the command's host pid. With a
+/// console, the command runs on a terminal whose master is sent there.
+fn start(
+    dir: &Path,
+    argv: Vec<String>,
+    stdio: [OwnedFd; 3],
+    console: Option<&Console>,
+) -> Result<Pid, String> {
     let spec =
         Spec::load(dir.join("config.json")).map_err(|e| format!("no such container: {e}"))?;
     let process = spec.process().clone().unwrap_or_default();
@@ -133,9 +202,27 @@ fn start(dir: &Path, argv: Vec<String>, stdio: [OwnedFd; 3]) -> Result<Pid, Stri
     // Serialize set-ups, so cleaning the tenant's leftovers cannot hit a concurrent exec's.
     let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| format!("lock the container for exec: {e}"))?;
-    let built = build(&lc_root, &id, &process, argv, stdio);
+    let built = match console {
+        None => build(&lc_root, &id, &process, argv, stdio, None),
+        Some(console) => {
+            let process_file = tty::write_process(dir, &process, argv.clone())?;
+            let terminal = Terminal {
+                console: console.path(),
+                process: &process_file,
+            };
+            let built = build(&lc_root, &id, &process, argv, stdio, Some(terminal));
+            let _ = std::fs::remove_file(&process_file);
+            built
+        }
+    };
     clean_leftovers(&lc_root.join(&id));
     built
+}
+
+/// Where the tenant builder finds the console socket and the terminal process.
+struct Terminal<'a> {
+    console: &'a Path,
+    process: &'a Path,
 }
 
 fn build(
@@ -144,6 +231,7 @@ fn build(
     process: &libcontainer::oci_spec::runtime::Process,
     argv: Vec<String>,
     [stdin, stdout, stderr]: [OwnedFd; 3],
+    terminal: Option<Terminal<'_>>,
 ) -> Result<Pid, String> {
     use libcontainer::error::LibcontainerError;
     let not_running = |e: &LibcontainerError| match e {
@@ -160,7 +248,9 @@ fn build(
         .with_stdin(stdin)
         .with_stdout(stdout)
         .with_stderr(stderr)
+        .with_console_socket(terminal.as_ref().map(|t| t.console))
         .as_tenant()
+        .with_process(terminal.as_ref().map(|t| t.process))
         .with_container_args(argv)
         .with_cwd(Some(process.cwd().clone()))
         .with_user(Some(user.uid()))
@@ -233,11 +323,16 @@ mod tests {
     #[test]
     fn arguments_parse() {
         let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let (dir, timeout, argv) = parse(&args(&["/d", "1500", "--", "echo", "hi"])).unwrap();
-        assert_eq!(dir, PathBuf::from("/d"));
-        assert_eq!(timeout, Some(Duration::from_millis(1500)));
-        assert_eq!(argv, args(&["echo", "hi"]));
-        assert_eq!(parse(&args(&["/d", "0", "--", "x"])).unwrap().1, None);
+        let req = parse(&args(&["/d", "1500", "--", "echo", "hi"])).unwrap();
+        assert_eq!(req.dir, PathBuf::from("/d"));
+        assert_eq!(req.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(req.argv, args(&["echo", "hi"]));
+        assert!(!req.tty);
+        assert_eq!(parse(&args(&["/d", "0", "--", "x"])).unwrap().timeout, None);
+        let tty = parse(&args(&["/d", "0", "tty", "--", "sh"])).unwrap();
+        assert!(tty.tty);
+        assert_eq!(tty.argv, args(&["sh"]));
+        assert!(parse(&args(&["/d", "0", "tty"])).is_err());
         assert!(parse(&args(&["/d", "0", "--"])).is_err());
         assert!(parse(&args(&["/d", "x", "--", "true"])).is_err());
         assert!(parse(&args(&["/d", "0", "echo"])).is_err());

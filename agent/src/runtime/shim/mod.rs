@@ -12,6 +12,7 @@
 pub mod exec;
 mod executor;
 mod logs;
+pub mod tty;
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -240,7 +240,10 @@ mod tests {
             .iter()
             .map(|s| s["subresource"].as_str().unwrap())
             .collect();
-        assert_eq!(subs, ["binding", "log", "status"]);
+        assert_eq!(
+            subs,
+            ["attach", "binding", "exec", "log", "portforward", "status"]
+        );
         let groups = aggregated_list(false, "v2beta1");
         assert_eq!(groups["apiVersion"], "apidiscovery.k8s.io/v2beta1");
         assert_eq!(

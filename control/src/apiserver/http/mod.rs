@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::auth::{Auth, require_token};
@@ -17,11 +17,14 @@ use super::error::ApiError;
 use super::registry::Registry;
 use super::streams::NodeStreams;
 
+mod channel;
 mod discovery;
+mod exec;
 mod handlers;
 mod logs;
 pub mod request;
 mod scale;
+mod spdy;
 mod watch;
 
 #[cfg(test)]
@@ -122,13 +125,26 @@ impl IntoResponse for ApiError {
     }
 }
 
-async fn dispatch(
-    State(state): State<ApiState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn dispatch(State(state): State<ApiState>, req: Request) -> Response {
+    // Streaming subresources take the request's parts (they upgrade the connection); the rest
+    // read the body first.
+    if let Some((ns, name, sub)) = stream_subresource(req.uri().path()) {
+        let (parts, _body) = req.into_parts();
+        let served = match sub.as_str() {
+            "portforward" => spdy::portforward::serve(&state, parts, &ns, &name).await,
+            _ => exec::serve(&state, parts, &ns, &name, &sub).await,
+        };
+        return served.unwrap_or_else(|e| error_response(&e));
+    }
+    let (method, uri, headers) = (
+        req.method().clone(),
+        req.uri().clone(),
+        req.headers().clone(),
+    );
+    let body = match Bytes::from_request(req, &state).await {
+        Ok(b) => b,
+        Err(rejection) => return rejection.into_response(),
+    };
     let path = uri.path();
     let query = request::Query::parse(uri.query());
     let result = if path.starts_with("/openapi/") {
@@ -146,4 +162,19 @@ async fn dispatch(
         }
     };
     result.unwrap_or_else(|e| error_response(&e))
+}
+
+/// `(namespace, pod, subresource)` when `path` names a pod's exec, attach or portforward.
+fn stream_subresource(path: &str) -> Option<(String, String, String)> {
+    let request::Target::Resource(r) = request::parse_path(path).ok()? else {
+        return None;
+    };
+    let sub = r.subresource.as_deref()?;
+    if r.def.group.is_empty()
+        && r.def.plural == "pods"
+        && matches!(sub, "exec" | "attach" | "portforward")
+    {
+        return Some((r.namespace?, r.name?, sub.to_string()));
+    }
+    None
 }

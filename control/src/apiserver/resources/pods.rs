@@ -19,15 +19,33 @@ pub const PODS: ResourceDef = ResourceDef {
     categories: &["all"],
     subresources: &[
         SubresourceDef {
+            name: "attach",
+            kind: "PodAttachOptions",
+            verbs: &["create", "get"],
+            api: None,
+        },
+        SubresourceDef {
             name: "binding",
             kind: "Binding",
             verbs: &["create"],
             api: Some(("", "v1")),
         },
         SubresourceDef {
+            name: "exec",
+            kind: "PodExecOptions",
+            verbs: &["create", "get"],
+            api: None,
+        },
+        SubresourceDef {
             name: "log",
             kind: "Pod",
             verbs: &["get"],
+            api: None,
+        },
+        SubresourceDef {
+            name: "portforward",
+            kind: "PodPortForwardOptions",
+            verbs: &["create", "get"],
             api: None,
         },
         SubresourceDef {
