@@ -4,11 +4,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use skiff_control::apiserver::resources::ServiceNetwork;
 use skiff_control::apiserver::{self, Pki, registry::Registry};
+use skiff_control::controllers::node_lifecycle::NodeLifecycleConfig;
 use skiff_control::nodes::{ClusterNetwork, NodeService, StreamHub};
 use skiff_control::scheduler::Scheduler;
 use skiff_control::store::{SledStore, Store};
@@ -55,6 +57,16 @@ struct ServeArgs {
     /// The Kubernetes minor version reported by /version (kubectl picks its client by it).
     #[arg(long, default_value_t = 33)]
     version_minor: u32,
+    /// How long a node may stay silent before it is marked Unknown (e.g. `40s`, `1.5s`;
+    /// tests shorten it).
+    #[arg(long, default_value = "40s", value_parser = parse_duration, hide = true)]
+    node_monitor_grace_period: Duration,
+}
+
+/// A duration as Kubernetes flags write it (`40s`, `500ms`, `1m`).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d: jiff::SignedDuration = s.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from(d).map_err(|e| format!("{e}"))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -103,7 +115,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .merge(api);
 
     tokio::spawn(Scheduler::new(registry.clone()).run());
-    skiff_control::controllers::run_all(registry.clone());
+    let node_lifecycle = NodeLifecycleConfig {
+        grace_period: args.node_monitor_grace_period,
+        ..Default::default()
+    };
+    skiff_control::controllers::run_all_with(registry.clone(), node_lifecycle);
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -133,5 +149,20 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Cmd::Serve(args) => runtime.block_on(serve(args)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_kubernetes_flags() {
+        assert_eq!(parse_duration("40s"), Ok(Duration::from_secs(40)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1s").is_err());
     }
 }

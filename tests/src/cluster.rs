@@ -20,6 +20,8 @@ pub struct Cluster {
     children: Vec<(&'static str, Child)>,
     agent: Option<Child>,
     control: Option<Child>,
+    /// Extra flags for skiff-control (kept across restarts).
+    control_args: Vec<String>,
 }
 
 /// Spawns `cmd` with stdout and stderr appended to `log` (kept across restarts).
@@ -40,7 +42,13 @@ pub(crate) fn spawn(cmd: &mut Command, log: &Path) -> Child {
 impl Cluster {
     /// Starts registry, control plane and agent in a new namespace tagged `tag`.
     pub fn start(tag: &str) -> Cluster {
-        let mut cluster = Cluster::control_plane_only(tag);
+        Cluster::start_with(tag, &[])
+    }
+
+    /// Like [`Cluster::start`], with extra flags for skiff-control (e.g. a short
+    /// `--node-monitor-grace-period`).
+    pub fn start_with(tag: &str, control_args: &[&str]) -> Cluster {
+        let mut cluster = Cluster::control_plane_with(tag, control_args);
         cluster.start_registry();
         cluster.start_agent();
         cluster
@@ -48,6 +56,10 @@ impl Cluster {
 
     /// Starts only the control plane, in a new namespace tagged `tag`.
     pub fn control_plane_only(tag: &str) -> Cluster {
+        Cluster::control_plane_with(tag, &[])
+    }
+
+    fn control_plane_with(tag: &str, control_args: &[&str]) -> Cluster {
         let ns = NetNs::new(tag);
         let dir = tempfile::Builder::new()
             .prefix("skiff-e2e-")
@@ -64,6 +76,7 @@ impl Cluster {
             children: Vec::new(),
             agent: None,
             control: None,
+            control_args: control_args.iter().map(|a| a.to_string()).collect(),
         };
         cluster.start_control();
         cluster
@@ -76,7 +89,8 @@ impl Cluster {
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(d.join("control"))
-            .args(["--listen", "127.0.0.1:6443"]);
+            .args(["--listen", "127.0.0.1:6443"])
+            .args(&self.control_args);
         cmd.arg("--kubeconfig").arg(&self.kubeconfig);
         self.control = Some(spawn(&mut cmd, &d.join("logs/control.log")));
         wait_for(

@@ -1,5 +1,5 @@
-//! The in-process controllers (ReplicaSet, Deployment, Namespace, garbage collector) on one
-//! small controller runtime; they read and write only through the `Registry`.
+//! The in-process controllers (ReplicaSet, Deployment, Namespace, node lifecycle, garbage
+//! collector) on one small controller runtime; they read and write only through the `Registry`.
 
 pub mod claim;
 pub mod common;
@@ -8,6 +8,7 @@ pub mod gc;
 #[cfg(test)]
 mod gc_tests;
 pub mod namespace;
+pub mod node_lifecycle;
 pub mod replicaset;
 pub mod runtime;
 #[cfg(test)]
@@ -36,8 +37,14 @@ pub fn not_found_ok<T>(r: Result<T, ApiError>) -> Result<Option<T>, ControllerEr
     }
 }
 
-/// Starts every controller on the runtime; returns at once.
+/// Starts every controller on the runtime with default settings; returns at once.
 pub fn run_all(registry: Registry) {
+    run_all_with(registry, node_lifecycle::NodeLifecycleConfig::default());
+}
+
+/// Starts every controller on the runtime; returns at once.
+pub fn run_all_with(registry: Registry, node_lifecycle: node_lifecycle::NodeLifecycleConfig) {
+    tokio::spawn(node_lifecycle::run(registry.clone(), node_lifecycle));
     tokio::spawn(replicaset::run(registry.clone()));
     tokio::spawn(deployment::run(registry.clone()));
     tokio::spawn(namespace::run(registry.clone()));
