@@ -1,116 +1,11 @@
-//! Privileged tests of exec into real containers (root only), and [`TestContainers`], a
-//! self-cleaning fixture other modules' tests (probes) start real containers with.
+//! Privileged tests of exec into real containers (root only).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::tests::{busybox_rootfs, is_root};
+use super::tests::{TestContainers, is_root};
 use super::*;
-
-/// Busybox applets the exec and probe tests use beyond [`busybox_rootfs`]'s.
-const MORE_APPLETS: [&str; 10] = [
-    "test", "touch", "nc", "httpd", "false", "pwd", "env", "mkdir", "ps", "wget",
-];
-
-/// Real containers in a busybox rootfs; removes them and their cgroups on drop.
-pub(crate) struct TestContainers {
-    pub runtime: Runtime,
-    layer: PathBuf,
-    cgroup_root: String,
-    tmp: tempfile::TempDir,
-}
-
-impl TestContainers {
-    pub fn new(name: &str) -> TestContainers {
-        let tmp = tempfile::tempdir().unwrap();
-        let layer = tmp.path().join("layer");
-        busybox_rootfs(&layer);
-        for applet in MORE_APPLETS {
-            std::os::unix::fs::symlink("busybox", layer.join("bin").join(applet)).unwrap();
-        }
-        std::fs::create_dir_all(tmp.path().join("logs")).unwrap();
-        let prefix = [
-            "runtime::tests::shim_entry",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ];
-        let runtime = Runtime::new(
-            tmp.path().join("containers"),
-            std::env::current_exe().unwrap(),
-        )
-        .unwrap()
-        .with_shim_prefix(prefix.iter().map(|s| s.to_string()).collect());
-        TestContainers {
-            runtime,
-            layer,
-            cgroup_root: format!("/skiff-test-{}-{name}", std::process::id()),
-            tmp,
-        }
-    }
-
-    pub fn spec(&self, id: &str, args: &[&str]) -> ContainerSpec {
-        ContainerSpec {
-            id: id.into(),
-            rootfs_layers: vec![self.layer.clone()],
-            args: args.iter().map(|s| s.to_string()).collect(),
-            env: vec![("GREETING".into(), "hi".into())],
-            working_dir: "/".into(),
-            hostname: "test-pod".into(),
-            netns_path: None,
-            cgroup_path: format!("{}/{id}", self.cgroup_root),
-            log_path: self.tmp.path().join("logs").join(format!("{id}.log")),
-            resources: ContainerResources {
-                pids_limit: Some(64),
-                ..Default::default()
-            },
-            uid: 0,
-            gid: 0,
-            extra_mounts: Vec::new(),
-        }
-    }
-
-    /// Starts the container; on failure panics with the shim's log.
-    pub async fn start(&self, spec: &ContainerSpec) {
-        if let Err(e) = self.runtime.start(spec).await {
-            let log = std::fs::read_to_string(self.runtime.dir(&spec.id).join("shim.log"));
-            panic!("start {} failed: {e}\n{}", spec.id, log.unwrap_or_default());
-        }
-    }
-
-    /// The pids in the container's cgroup (v1 pids controller).
-    fn cgroup_procs(&self, id: &str) -> usize {
-        let path = format!("/sys/fs/cgroup/pids{}/{id}/cgroup.procs", self.cgroup_root);
-        std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("read {path}: {e}"))
-            .lines()
-            .count()
-    }
-}
-
-impl Drop for TestContainers {
-    fn drop(&mut self) {
-        let runtime = self.runtime.clone();
-        let cgroup_root = self.cgroup_root.clone();
-        // Drop may run inside the test's tokio runtime: clean up from a separate thread.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            for id in runtime.list() {
-                if let Err(e) = rt.block_on(runtime.remove(&id)) {
-                    eprintln!("cleanup of {id} failed: {e}");
-                }
-            }
-            let _ = cleanup::remove_cgroup(&cgroup_root);
-        })
-        .join();
-    }
-}
 
 fn argv(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()

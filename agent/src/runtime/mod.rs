@@ -307,6 +307,6 @@ async fn wait_exited(dir: &Path, timeout: Duration) -> bool {
 }
 
 #[cfg(test)]
-pub(crate) mod exec_tests;
+mod exec_tests;
 #[cfg(test)]
 pub(crate) mod tests;

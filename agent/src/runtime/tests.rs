@@ -27,23 +27,26 @@ pub(crate) fn busybox_rootfs(dir: &Path) {
     }
     std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
     for applet in [
-        "sh", "echo", "sleep", "true", "cat", "ls", "head", "tr", "hostname", "id",
+        "sh", "echo", "sleep", "true", "cat", "ls", "head", "tr", "hostname", "id", "test",
+        "touch", "nc", "httpd", "false", "pwd", "env", "mkdir", "ps", "wget",
     ] {
         std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
     }
 }
 
 /// Removes every container, the test cgroups and the temp dirs, also when a test fails.
-struct Fixture {
-    runtime: Runtime,
+/// Real containers in a busybox rootfs, for this module's tests and other modules' (exec,
+/// probes, volumes); removes the containers and their cgroups on drop.
+pub(crate) struct TestContainers {
+    pub runtime: Runtime,
     layer: PathBuf,
     cgroup_root: String,
     logs: PathBuf,
     tmp: tempfile::TempDir,
 }
 
-impl Fixture {
-    fn new(name: &str) -> Fixture {
+impl TestContainers {
+    pub fn new(name: &str) -> TestContainers {
         let tmp = tempfile::tempdir().unwrap();
         let layer = tmp.path().join("layer");
         busybox_rootfs(&layer);
@@ -61,7 +64,7 @@ impl Fixture {
             .unwrap()
             .with_shim_prefix(prefix.iter().map(|s| s.to_string()).collect());
         let cgroup_root = format!("/skiff-test-{}-{name}", std::process::id());
-        Fixture {
+        TestContainers {
             runtime,
             layer,
             cgroup_root,
@@ -70,7 +73,7 @@ impl Fixture {
         }
     }
 
-    fn spec(&self, id: &str, args: &[&str]) -> ContainerSpec {
+    pub fn spec(&self, id: &str, args: &[&str]) -> ContainerSpec {
         ContainerSpec {
             id: id.into(),
             rootfs_layers: vec![self.layer.clone()],
@@ -92,7 +95,7 @@ impl Fixture {
     }
 
     /// Starts the container; on failure panics with the shim's log.
-    async fn start(&self, spec: &ContainerSpec) {
+    pub async fn start(&self, spec: &ContainerSpec) {
         if let Err(e) = self.runtime.start(spec).await {
             let log =
                 std::fs::read_to_string(self.runtime.state_root.join(&spec.id).join("shim.log"));
@@ -115,6 +118,15 @@ impl Fixture {
         }
     }
 
+    /// The pids in the container's cgroup (v1 pids controller).
+    pub fn cgroup_procs(&self, id: &str) -> usize {
+        let path = format!("/sys/fs/cgroup/pids{}/{id}/cgroup.procs", self.cgroup_root);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {path}: {e}"))
+            .lines()
+            .count()
+    }
+
     /// Asserts that nothing of the container is left: dir, mount, cgroup.
     fn assert_gone(&self, id: &str) {
         let dir = self.runtime.state_root.join(id);
@@ -129,7 +141,7 @@ impl Fixture {
     }
 }
 
-impl Drop for Fixture {
+impl Drop for TestContainers {
     fn drop(&mut self) {
         let runtime = self.runtime.clone();
         let cgroup_root = self.cgroup_root.clone();
@@ -156,7 +168,7 @@ async fn container_runs_logs_and_exits() {
         eprintln!("skipped: needs root");
         return;
     }
-    let fx = Fixture::new("run");
+    let fx = TestContainers::new("run");
     let etc = fx.tmp.path().join("hostname");
     std::fs::write(&etc, "from-the-pod\n").unwrap();
     let mut spec = fx.spec(
@@ -217,7 +229,7 @@ async fn stop_sends_term_then_kill() {
         eprintln!("skipped: needs root");
         return;
     }
-    let fx = Fixture::new("stop");
+    let fx = TestContainers::new("stop");
     // A process that exits on SIGTERM.
     let polite = fx.spec(
         "polite",
@@ -284,7 +296,7 @@ async fn missing_executable_is_a_clear_error() {
         eprintln!("skipped: needs root");
         return;
     }
-    let fx = Fixture::new("missing");
+    let fx = TestContainers::new("missing");
     let err = fx
         .runtime
         .start(&fx.spec("nosuch", &["nosuch"]))
@@ -325,7 +337,7 @@ async fn memory_limit_oom_is_reported() {
         eprintln!("skipped: needs root");
         return;
     }
-    let fx = Fixture::new("oom");
+    let fx = TestContainers::new("oom");
     let mut spec = fx.spec(
         "hog",
         &[
@@ -357,7 +369,7 @@ async fn joins_the_given_network_namespace() {
         eprintln!("skipped: needs root");
         return;
     }
-    let fx = Fixture::new("netns");
+    let fx = TestContainers::new("netns");
     let name = format!("skiff-rt-test-{}", std::process::id());
     struct Netns(String);
     impl Drop for Netns {
@@ -395,7 +407,7 @@ async fn a_restarted_agent_adopts_running_containers() {
         eprintln!("skipped: needs root");
         return;
     }
-    let fx = Fixture::new("adopt");
+    let fx = TestContainers::new("adopt");
     fx.start(&fx.spec("long", &["sleep", "30"])).await;
     let dir = fx.runtime.state_root.join("long");
     let shim_pid = status::Status::load(&dir).unwrap().shim_pid;

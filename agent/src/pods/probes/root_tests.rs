@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::ExecAction;
 
 use super::handlers::{Target, check_for, http_get, tcp_check};
 use super::*;
-use crate::runtime::exec_tests::TestContainers;
+use crate::runtime::tests::TestContainers;
 use crate::runtime::tests::is_root;
 
 /// A netns with only loopback (up), deleted on drop.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::pods::env::tests::{ctx, objects, pod};
 use crate::runtime::ContainerState;
-use crate::runtime::exec_tests::TestContainers;
+use crate::runtime::tests::TestContainers;
 use crate::runtime::tests::is_root;
 
 /// Unmounts the volumes' tmpfs mounts even when the test fails.
