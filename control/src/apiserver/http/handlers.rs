@@ -130,12 +130,18 @@ pub async fn resource(
                 repr,
             )),
             Method::PUT => {
-                let mut obj = decode_body(headers, &body)?;
-                let warnings = check_unknown_fields(def, q.get("fieldValidation"), &mut obj)?;
-                let updated = reg
-                    .update_json(def, ns, name, obj, Subresource::Main, write_params(&q)?)
-                    .await?;
-                Ok(warnings.attach(object_response(StatusCode::OK, def, &updated, repr)))
+                put(
+                    state,
+                    def,
+                    ns,
+                    name,
+                    Subresource::Main,
+                    &q,
+                    headers,
+                    &body,
+                    repr,
+                )
+                .await
             }
             Method::PATCH => {
                 patch(
@@ -172,12 +178,18 @@ pub async fn resource(
                 repr,
             )),
             Method::PUT => {
-                let mut obj = decode_body(headers, &body)?;
-                let warnings = check_unknown_fields(def, q.get("fieldValidation"), &mut obj)?;
-                let updated = reg
-                    .update_json(def, ns, name, obj, Subresource::Status, write_params(&q)?)
-                    .await?;
-                Ok(warnings.attach(object_response(StatusCode::OK, def, &updated, repr)))
+                put(
+                    state,
+                    def,
+                    ns,
+                    name,
+                    Subresource::Status,
+                    &q,
+                    headers,
+                    &body,
+                    repr,
+                )
+                .await
             }
             Method::PATCH => {
                 patch(
@@ -235,6 +247,28 @@ pub async fn resource(
         },
         _ => Err(ApiError::no_route()),
     }
+}
+
+/// PUT of an object or its status: a full replacement, unknown fields checked first.
+#[allow(clippy::too_many_arguments, reason = "the parts of a PUT request")]
+async fn put(
+    state: &ApiState,
+    def: &'static ResourceDef,
+    ns: Option<&str>,
+    name: &str,
+    sub: Subresource,
+    q: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+    repr: Representation,
+) -> Result<Response, ApiError> {
+    let mut obj = decode_body(headers, body)?;
+    let warnings = check_unknown_fields(def, q.get("fieldValidation"), &mut obj)?;
+    let updated = state
+        .registry
+        .update_json(def, ns, name, obj, sub, write_params(q)?)
+        .await?;
+    Ok(warnings.attach(object_response(StatusCode::OK, def, &updated, repr)))
 }
 
 #[allow(clippy::too_many_arguments, reason = "the parts of a PATCH request")]
