@@ -1,5 +1,6 @@
 //! `skiff-agent`: the node agent binary — `run` (the agent), `cleanup` (remove everything it
-//! made) and the internal `shim` (one single-threaded parent process per container).
+//! made), `hollow` (simulated nodes for scale tests) and the internal `shim` (one
+//! single-threaded parent process per container).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ enum Cmd {
     Run(RunArgs),
     /// Remove every container, pod network, cgroup and eBPF pin a previous agent left.
     Cleanup(NodeArgs),
+    /// Simulate many nodes (fake runtime, real node protocol) for scale tests and benchmarks.
+    Hollow(skiff_agent::hollow::HollowArgs),
 }
 
 #[derive(Args)]
@@ -138,5 +141,6 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(daemon::run(config))
         }
         Cmd::Cleanup(node) => runtime.block_on(daemon::cleanup(node.cleanup_config())),
+        Cmd::Hollow(args) => runtime.block_on(skiff_agent::hollow::run(args.into())),
     }
 }

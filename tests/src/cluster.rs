@@ -20,6 +20,8 @@ pub struct Cluster {
     children: Vec<(&'static str, Child)>,
     agent: Option<Child>,
     control: Option<Child>,
+    /// `skiff-agent hollow` fleets by name prefix.
+    hollows: Vec<(String, Child)>,
     /// Extra flags for skiff-control (kept across restarts).
     control_args: Vec<String>,
 }
@@ -59,7 +61,8 @@ impl Cluster {
         Cluster::control_plane_with(tag, &[])
     }
 
-    fn control_plane_with(tag: &str, control_args: &[&str]) -> Cluster {
+    /// Starts only the control plane, with extra flags for skiff-control.
+    pub fn control_plane_with(tag: &str, control_args: &[&str]) -> Cluster {
         let ns = NetNs::new(tag);
         let dir = tempfile::Builder::new()
             .prefix("skiff-e2e-")
@@ -76,6 +79,7 @@ impl Cluster {
             children: Vec::new(),
             agent: None,
             control: None,
+            hollows: Vec::new(),
             control_args: control_args.iter().map(|a| a.to_string()).collect(),
         };
         cluster.start_control();
@@ -185,6 +189,32 @@ impl Cluster {
         if let Some(mut agent) = self.agent.take() {
             let _ = agent.kill();
             let _ = agent.wait();
+        }
+    }
+
+    /// Starts `count` hollow nodes named `<prefix>00000`… (`skiff-agent hollow`: the real node
+    /// protocol with a fake runtime), posting status every `status_every` seconds.
+    pub fn start_hollow(&mut self, prefix: &str, count: usize, status_every: u64) {
+        let d = self.dir.path();
+        let mut cmd = self.ns.command(binary("skiff-agent"));
+        cmd.arg("hollow")
+            .args(["--server", "https://127.0.0.1:6443"])
+            .arg("--token-file")
+            .arg(d.join("control/pki/node-token"))
+            .arg("--ca-file")
+            .arg(d.join("control/pki/ca.crt"))
+            .args(["--count", &count.to_string(), "--name-prefix", prefix])
+            .args(["--status-every-seconds", &status_every.to_string()]);
+        let child = spawn(&mut cmd, &d.join(format!("logs/hollow-{prefix}.log")));
+        self.hollows.push((prefix.to_string(), child));
+    }
+
+    /// Kills the hollow fleet started with `prefix` (its nodes stop heartbeating).
+    pub fn kill_hollow(&mut self, prefix: &str) {
+        if let Some(i) = self.hollows.iter().position(|(p, _)| p == prefix) {
+            let (_, mut child) = self.hollows.remove(i);
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 
@@ -331,6 +361,10 @@ fn remove_cgroup_dir(dir: &Path) {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        for (_, child) in &mut self.hollows {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         self.stop_agent();
         let _ = self.cleanup_agent();
         if let Some(mut control) = self.control.take() {
