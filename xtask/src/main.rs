@@ -111,7 +111,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let paths = Paths::discover()?;
     match cli.command {
-        Command::Setup => setup::setup().map(|_| ()),
+        Command::Setup => {
+            setup::setup()?;
+            setup::python_client(&paths.target()).map(|_| ())
+        }
         Command::Build { release } => run::cargo_build(&paths, Profile::from_release(release)),
         Command::Up { release, bin_dir } => {
             cluster::up(&paths, Profile::from_release(release), bin_dir)

@@ -9,7 +9,8 @@ use crate::run::{note, output, run, step};
 
 /// Debian packages skiff needs to build (LLVM for bpf-linker, libseccomp for libcontainer,
 /// protoc for tonic), to run (runc, iproute2, nsenter, ethtool) and to stage images
-/// (busybox-static, docker-registry, skopeo); etcd-server backs the etcd store.
+/// (busybox-static, docker-registry, skopeo); etcd-server backs the etcd store; python3-venv
+/// holds the official Python client the tests drive the API with.
 pub const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -26,7 +27,11 @@ pub const APT_PACKAGES: &[&str] = &[
     "ethtool",
     "etcd-server",
     "skopeo",
+    "python3-venv",
 ];
+
+/// The official Kubernetes Python client the tests use (its minor follows the API's, 1.33).
+const PYTHON_CLIENT: &str = "kubernetes==33.1.0";
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const NIGHTLY: &str = "nightly";
@@ -53,6 +58,23 @@ pub fn setup() -> Result<bool> {
         note(format!("setup: {}", did.join(", ")));
     }
     Ok(!did.is_empty())
+}
+
+/// Makes `<target>/python-client`, a venv with the official Python client from PyPI; returns
+/// whether it had to be made.
+pub fn python_client(target: &std::path::Path) -> Result<bool> {
+    let venv = target.join("python-client");
+    let python = venv.join("bin/python");
+    let version = PYTHON_CLIENT.rsplit_once("==").map_or("", |(_, v)| v);
+    let check = format!("import kubernetes, sys; sys.exit(kubernetes.__version__ != '{version}')");
+    if python.exists() && output(Command::new(&python).args(["-c", &check])).is_some() {
+        return Ok(false);
+    }
+    step(format!("setup: installing the Python client ({PYTHON_CLIENT}) into {}", venv.display()));
+    run(Command::new("/usr/bin/python3").arg("-m").arg("venv").arg(&venv))?;
+    run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", PYTHON_CLIENT]))
+        .context("pip install of the Python client")?;
+    Ok(true)
 }
 
 /// Packages from `wanted` that dpkg does not report as installed.

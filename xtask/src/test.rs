@@ -48,6 +48,7 @@ pub fn test(paths: &Paths, args: &[String]) -> Result<()> {
         note("warning: not root; privileged tests will fail or skip");
     }
     setup::setup()?;
+    setup::python_client(&paths.target())?;
     step("checking formatting (cargo fmt --all -- --check)");
     run(cargo(paths).args(["fmt", "--all", "--", "--check"]))
         .context("formatting differs; run `cargo fmt --all`")?;

@@ -29,6 +29,21 @@ fn clear_status(obj: &mut Value) {
     obj["status"] = json!({});
 }
 
+/// A new object's status as Go serializes the zero value: the fields without `omitempty` are
+/// there as 0 (clients such as the Python one reject a ReplicaSet status without `replicas`).
+fn zero_replicas_status(obj: &mut Value) {
+    obj["status"] = json!({"replicas": 0});
+}
+
+fn zero_daemonset_status(obj: &mut Value) {
+    obj["status"] = json!({
+        "currentNumberScheduled": 0,
+        "desiredNumberScheduled": 0,
+        "numberMisscheduled": 0,
+        "numberReady": 0,
+    });
+}
+
 // ---- deployments
 
 pub const DEPLOYMENTS: ResourceDef = ResourceDef {
@@ -158,7 +173,7 @@ pub const REPLICASETS: ResourceDef = ResourceDef {
     subresources: SUBRESOURCES,
     strategy: Strategy {
         defaults: replicaset_defaults,
-        prepare_create: clear_status,
+        prepare_create: zero_replicas_status,
         validate: replicaset_validate,
         validate_update: selector_immutable,
         allocate: None,
@@ -241,7 +256,7 @@ pub const DAEMONSETS: ResourceDef = ResourceDef {
     subresources: &[STATUS_SUBRESOURCE],
     strategy: Strategy {
         defaults: daemonset_defaults,
-        prepare_create: clear_status,
+        prepare_create: zero_daemonset_status,
         validate: daemonset_validate,
         validate_update: selector_immutable,
         allocate: None,
@@ -372,7 +387,7 @@ pub const STATEFULSETS: ResourceDef = ResourceDef {
     subresources: SUBRESOURCES,
     strategy: Strategy {
         defaults: statefulset_defaults,
-        prepare_create: clear_status,
+        prepare_create: zero_replicas_status,
         validate: statefulset_validate,
         validate_update: selector_immutable,
         allocate: None,
