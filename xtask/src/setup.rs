@@ -70,8 +70,14 @@ pub fn python_client(target: &std::path::Path) -> Result<bool> {
     if python.exists() && output(Command::new(&python).args(["-c", &check])).is_some() {
         return Ok(false);
     }
-    step(format!("setup: installing the Python client ({PYTHON_CLIENT}) into {}", venv.display()));
-    run(Command::new("/usr/bin/python3").arg("-m").arg("venv").arg(&venv))?;
+    step(format!(
+        "setup: installing the Python client ({PYTHON_CLIENT}) into {}",
+        venv.display()
+    ));
+    run(Command::new("/usr/bin/python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(&venv))?;
     run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", PYTHON_CLIENT]))
         .context("pip install of the Python client")?;
     Ok(true)
