@@ -107,6 +107,11 @@ impl Cluster {
         );
     }
 
+    /// The control plane's process id while it runs.
+    pub fn control_pid(&self) -> Option<u32> {
+        self.control.as_ref().map(Child::id)
+    }
+
     /// Kills the control plane with SIGKILL (no chance to flush anything) and waits for it.
     pub fn kill_control(&mut self) {
         if let Some(mut child) = self.control.take() {
@@ -195,6 +200,17 @@ impl Cluster {
     /// Starts `count` hollow nodes named `<prefix>00000`… (`skiff-agent hollow`: the real node
     /// protocol with a fake runtime), posting status every `status_every` seconds.
     pub fn start_hollow(&mut self, prefix: &str, count: usize, status_every: u64) {
+        self.start_hollow_with(prefix, count, status_every, &[]);
+    }
+
+    /// Like [`Cluster::start_hollow`], with extra `skiff-agent hollow` flags; returns its pid.
+    pub fn start_hollow_with(
+        &mut self,
+        prefix: &str,
+        count: usize,
+        status_every: u64,
+        extra: &[&str],
+    ) -> u32 {
         let d = self.dir.path();
         let mut cmd = self.ns.command(binary("skiff-agent"));
         cmd.arg("hollow")
@@ -204,9 +220,12 @@ impl Cluster {
             .arg("--ca-file")
             .arg(d.join("control/pki/ca.crt"))
             .args(["--count", &count.to_string(), "--name-prefix", prefix])
-            .args(["--status-every-seconds", &status_every.to_string()]);
+            .args(["--status-every-seconds", &status_every.to_string()])
+            .args(extra);
         let child = spawn(&mut cmd, &d.join(format!("logs/hollow-{prefix}.log")));
+        let pid = child.id();
         self.hollows.push((prefix.to_string(), child));
+        pid
     }
 
     /// Kills the hollow fleet started with `prefix` (its nodes stop heartbeating).

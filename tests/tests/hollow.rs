@@ -70,9 +70,11 @@ fn hollow_fleet_runs_and_reschedules_a_deployment() {
     let mut cluster =
         Cluster::control_plane_with("hollow", &["--node-monitor-grace-period", "20s"]);
     cluster.start_hollow("a-", 1, 10);
-    wait_for("hollow node a-00000 to be Ready", Duration::from_secs(30), || {
-        (ready_nodes(&cluster) == 1).then_some(())
-    });
+    wait_for(
+        "hollow node a-00000 to be Ready",
+        Duration::from_secs(30),
+        || (ready_nodes(&cluster) == 1).then_some(()),
+    );
     let manifest = cluster.dir.path().join("web.yaml");
     std::fs::write(&manifest, DEPLOYMENT).expect("writing manifest");
     cluster.kubectl_ok(&["apply", "-f", manifest.to_str().unwrap()]);
@@ -107,7 +109,13 @@ fn hollow_fleet_runs_and_reschedules_a_deployment() {
     );
     assert!(after.keys().all(|n| n.starts_with("b-")), "{after:?}");
     let taints = cluster
-        .kubectl(&["get", "node", "a-00000", "-o", "jsonpath={.spec.taints[*].key}"])
+        .kubectl(&[
+            "get",
+            "node",
+            "a-00000",
+            "-o",
+            "jsonpath={.spec.taints[*].key}",
+        ])
         .stdout;
     assert!(
         taints.contains("node.kubernetes.io/unreachable"),

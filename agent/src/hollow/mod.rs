@@ -36,6 +36,8 @@ pub struct HollowConfig {
     pub status_every: Duration,
     /// Simulated container start time before a pod is reported Running.
     pub start_delay: Duration,
+    /// Nodes are labelled `topology.kubernetes.io/zone=zone-<index % zones>` (0: no label).
+    pub zones: usize,
 }
 
 impl HollowConfig {
@@ -81,6 +83,9 @@ pub struct HollowArgs {
     /// Milliseconds a fake container takes to start.
     #[arg(long, default_value_t = 0)]
     pub start_delay_ms: u64,
+    /// Spread the nodes over this many zones (`topology.kubernetes.io/zone`); 0 for none.
+    #[arg(long, default_value_t = 0)]
+    pub zones: usize,
 }
 
 impl From<HollowArgs> for HollowConfig {
@@ -97,6 +102,7 @@ impl From<HollowArgs> for HollowConfig {
             nodes_per_connection: a.nodes_per_connection,
             status_every: Duration::from_secs(a.status_every_seconds.max(1)),
             start_delay: Duration::from_millis(a.start_delay_ms),
+            zones: a.zones,
         }
     }
 }

@@ -27,6 +27,7 @@ pub struct HollowNode {
     config: Arc<HollowConfig>,
     name: String,
     ip: Ipv4Addr,
+    zone: Option<String>,
 }
 
 impl HollowNode {
@@ -35,6 +36,7 @@ impl HollowNode {
         let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 255, 0, 0)) + index as u32 + 1);
         HollowNode {
             name: config.node_name(index),
+            zone: (config.zones > 0).then(|| format!("zone-{}", index % config.zones)),
             config,
             ip,
         }
@@ -64,7 +66,7 @@ impl HollowNode {
 
     /// The Node object to register.
     fn node(&self) -> Node {
-        let labels = BTreeMap::from(
+        let mut labels = BTreeMap::from(
             [
                 ("kubernetes.io/hostname", self.name.as_str()),
                 ("kubernetes.io/os", "linux"),
@@ -73,6 +75,9 @@ impl HollowNode {
             ]
             .map(|(k, v)| (k.to_string(), v.to_string())),
         );
+        if let Some(zone) = &self.zone {
+            labels.insert("topology.kubernetes.io/zone".into(), zone.clone());
+        }
         Node {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),

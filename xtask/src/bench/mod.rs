@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::paths::Paths;
 
 mod pods;
+mod scheduler;
 
 /// One measured figure, optionally compared with a baseline (e.g. k3s, iptables).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -46,7 +47,8 @@ impl BenchRow {
 pub fn bench(paths: &Paths, name: &str) -> Result<()> {
     let rows = match name {
         "pods" => pods::run(paths)?,
-        other => bail!("unknown benchmark {other:?}; known: pods"),
+        "scheduler" => scheduler::run(paths)?,
+        other => bail!("unknown benchmark {other:?}; known: pods, scheduler"),
     };
     report(&paths.target(), name, &rows).map(|_| ())
 }

@@ -21,7 +21,7 @@ const ONE_BY_ONE: usize = 20;
 const TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Value at percentile `p` (0–100) of sorted `v`, nearest-rank.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
     sorted[rank.min(sorted.len()) - 1]
 }

@@ -1,5 +1,5 @@
-//! Talking to the started API server: `/readyz` over TLS with the cluster CA, and whether the
-//! node has registered and is Ready (with the kubeconfig's bearer token).
+//! Talking to the started API server over TLS with the cluster CA and the kubeconfig's bearer
+//! token: `/readyz`, whether the node is Ready, and the plain GET/POST/watch the benches use.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,6 +21,15 @@ pub struct Api {
 impl Api {
     /// Reads the CA (`pki/ca.crt`) and, if present, the token of the kubeconfig's current user.
     pub fn new(ca_file: &Path, kubeconfig: &Path) -> Result<Self> {
+        Self::with_timeout(ca_file, kubeconfig, Some(Duration::from_secs(10)))
+    }
+
+    /// Like [`Api::new`], with `timeout` for whole requests (`None` for watches).
+    pub fn with_timeout(
+        ca_file: &Path,
+        kubeconfig: &Path,
+        timeout: Option<Duration>,
+    ) -> Result<Self> {
         let pem =
             std::fs::read(ca_file).with_context(|| format!("reading {}", ca_file.display()))?;
         let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
@@ -37,7 +46,7 @@ impl Api {
             .tls_config(tls)
             .http_status_as_error(false)
             .proxy(None)
-            .timeout_global(Some(Duration::from_secs(10)))
+            .timeout_global(timeout)
             .build()
             .new_agent();
         let token = std::fs::read_to_string(kubeconfig)
@@ -51,13 +60,41 @@ impl Api {
     }
 
     fn get(&self, path: &str) -> Result<(u16, String)> {
-        let mut req = self.agent.get(format!("{}{path}", self.base));
-        if let Some(token) = &self.token {
-            req = req.header("Authorization", format!("Bearer {token}"));
-        }
+        let req = self.authorized(self.agent.get(format!("{}{path}", self.base)));
         let mut resp = req.call().with_context(|| format!("GET {path}"))?;
         let status = resp.status().as_u16();
         Ok((status, resp.body_mut().read_to_string().unwrap_or_default()))
+    }
+
+    fn authorized<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(token) => req.header("Authorization", format!("Bearer {token}")),
+            None => req,
+        }
+    }
+
+    /// GETs `path`; returns the status and body.
+    pub fn get_body(&self, path: &str) -> Result<(u16, String)> {
+        self.get(path)
+    }
+
+    /// POSTs a JSON body to `path`; returns the status and body.
+    pub fn post_json(&self, path: &str, body: &[u8]) -> Result<(u16, String)> {
+        let req = self.authorized(self.agent.post(format!("{}{path}", self.base)));
+        let mut resp = req
+            .content_type("application/json")
+            .send(body)
+            .with_context(|| format!("POST {path}"))?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.body_mut().read_to_string().unwrap_or_default()))
+    }
+
+    /// GETs `path` and hands back the body as a line reader (for watches).
+    pub fn stream(&self, path: &str) -> Result<impl std::io::BufRead + use<>> {
+        let req = self.authorized(self.agent.get(format!("{}{path}", self.base)));
+        let resp = req.call().with_context(|| format!("GET {path}"))?;
+        anyhow::ensure!(resp.status() == 200, "GET {path}: {}", resp.status());
+        Ok(std::io::BufReader::new(resp.into_body().into_reader()))
     }
 
     /// Whether `/readyz` answers 200. Connection errors (not listening yet) count as not ready.

@@ -1,7 +1,7 @@
 //! `cargo xtask up`: a single-node cluster in the foreground (registry with the busybox image,
 //! control plane, agent), all state in `.skiff/`; stops in order on Ctrl-C / SIGTERM.
 
-mod api;
+pub(crate) mod api;
 mod down;
 
 use std::net::TcpStream;
