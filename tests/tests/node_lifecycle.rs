@@ -1,6 +1,7 @@
 //! Node lifecycle end to end: an agent that stops heartbeating gets its node marked Unknown and
-//! tainted `unreachable`; a pod whose toleration runs out is evicted, and the node comes back
-//! Ready without the taints when the agent starts again.
+//! tainted `unreachable` and its pods marked not Ready; a pod whose toleration runs out is
+//! evicted, and the node (and its pods) come back Ready without the taints when the agent
+//! starts again.
 
 use std::time::Duration;
 
@@ -23,6 +24,21 @@ spec:
   - name: c
     image: busybox
     command: ["sleep", "3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: steady
+spec:
+  terminationGracePeriodSeconds: 1
+  tolerations:
+  - key: node.kubernetes.io/unreachable
+    operator: Exists
+    effect: NoExecute
+  containers:
+  - name: c
+    image: busybox
+    command: ["sleep", "3600"]
 "#;
 
 #[test]
@@ -39,8 +55,11 @@ fn silent_node_is_tainted_and_its_pods_evicted() {
     };
     let ready = "{.status.conditions[?(@.type==\"Ready\")].status}";
     let taints = "{.spec.taints[*].key}";
-    wait_for("short to run", Duration::from_secs(60), || {
-        (get(&cluster, "pod", "short", "{.status.phase}") == "Running").then_some(())
+    let pod_ready = "{.status.conditions[?(@.type==\"Ready\")].status}";
+    wait_for("short and steady to run", Duration::from_secs(60), || {
+        (get(&cluster, "pod", "short", "{.status.phase}") == "Running"
+            && get(&cluster, "pod", "steady", pod_ready) == "True")
+            .then_some(())
     });
     assert_eq!(get(&cluster, "node", "skiff-e2e", ready), "True");
 
@@ -56,6 +75,13 @@ fn silent_node_is_tainted_and_its_pods_evicted() {
     assert!(
         get(&cluster, "node", "skiff-e2e", taints).contains("node.kubernetes.io/unreachable"),
         "no unreachable taint"
+    );
+    // Pods of a silent node stop being Ready (so endpoints drop them); steady tolerates the
+    // taint for ever and stays.
+    wait_for(
+        "steady to be marked not ready",
+        Duration::from_secs(15),
+        || (get(&cluster, "pod", "steady", pod_ready) == "False").then_some(()),
     );
     // Evicted after its 5 s toleration: marked for deletion (the node is away, so it stays
     // Terminating until the agent is back).
@@ -94,5 +120,9 @@ fn silent_node_is_tainted_and_its_pods_evicted() {
     );
     wait_for("short to be gone", Duration::from_secs(60), || {
         (!cluster.kubectl(&["get", "pod", "short"]).ok).then_some(())
+    });
+    // The agent, back, posts the truth about steady again.
+    wait_for("steady to be Ready again", Duration::from_secs(30), || {
+        (get(&cluster, "pod", "steady", pod_ready) == "True").then_some(())
     });
 }

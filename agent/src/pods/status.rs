@@ -204,6 +204,18 @@ pub fn pod_status(
     }
 }
 
+/// Whether the API's copy of the status says something else than ours about what others act
+/// on — the phase and the Ready condition (the node lifecycle controller marks the pods of a
+/// silent node not ready; the agent, back, must say the truth again).
+pub fn api_disagrees(api: Option<&PodStatus>, ours: &PodStatus) -> bool {
+    let ready = |s: Option<&PodStatus>| {
+        s.and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.clone())
+    };
+    api.and_then(|s| s.phase.as_deref()) != ours.phase.as_deref() || ready(api) != ready(Some(ours))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,5 +374,20 @@ mod tests {
             .find(|c| c.type_ == "Ready")
             .unwrap();
         assert_eq!(ready_cond.status, "False");
+    }
+
+    #[test]
+    fn a_status_marked_not_ready_elsewhere_disagrees() {
+        let status = |phase: &str, ready: &str| -> PodStatus {
+            serde_json::from_value(serde_json::json!({"phase": phase, "conditions": [
+                {"type": "Ready", "status": ready}, {"type": "PodScheduled", "status": "True"}
+            ]}))
+            .unwrap()
+        };
+        let ours = status("Running", "True");
+        assert!(!api_disagrees(Some(&status("Running", "True")), &ours));
+        assert!(api_disagrees(Some(&status("Running", "False")), &ours));
+        assert!(api_disagrees(Some(&status("Pending", "True")), &ours));
+        assert!(api_disagrees(None, &ours));
     }
 }

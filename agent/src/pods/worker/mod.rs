@@ -49,6 +49,9 @@ pub struct Worker {
     image_backoff: HashMap<String, Backoff>,
     crash_backoff: HashMap<String, Instant>,
     last_reported: Option<serde_json::Value>,
+    /// The API pod's resourceVersion when the status was last posted: a newer pod object that
+    /// disagrees with what was posted (see [`super::status::api_disagrees`]) is corrected.
+    posted_over: Option<String>,
     netns: Option<std::path::PathBuf>,
     pod_cgroup: Option<String>,
     /// The probes of each running app container (by name), for its current attempt.
@@ -82,6 +85,7 @@ impl Worker {
             image_backoff: HashMap::new(),
             crash_backoff: HashMap::new(),
             last_reported: None,
+            posted_over: None,
             netns: None,
             pod_cgroup: None,
             probes: HashMap::new(),
@@ -604,7 +608,9 @@ impl Worker {
                 c.as_object_mut().map(|o| o.remove("lastTransitionTime"));
             }
         }
-        if self.last_reported.as_ref() == Some(&comparable) {
+        let overwritten = pod.metadata.resource_version != self.posted_over
+            && super::status::api_disagrees(pod.status.as_ref(), status);
+        if self.last_reported.as_ref() == Some(&comparable) && !overwritten {
             return;
         }
         let update = skiff_proto::node::PodStatusUpdate {
@@ -614,7 +620,10 @@ impl Worker {
             status_json: skiff_proto::to_json(status),
         };
         match self.deps.client.clone().update_pod_status(update).await {
-            Ok(_) => self.last_reported = Some(comparable),
+            Ok(_) => {
+                self.last_reported = Some(comparable);
+                self.posted_over = pod.metadata.resource_version.clone();
+            }
             Err(status) => tracing::warn!(%status, "reporting pod status failed"),
         }
     }

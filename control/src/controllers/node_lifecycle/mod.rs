@@ -82,6 +82,7 @@ pub async fn reconcile(
     if stale && mark_unknown(&mut node, now) {
         node = registry.replace_status::<Node>(&node).await?;
         tracing::info!(node = %key.name, "node stopped posting status; marked Unknown");
+        mark_pods_not_ready(registry, &key.name, now).await?;
         record(
             registry,
             &node,
@@ -190,6 +191,50 @@ async fn evict_pods(
         }
     }
     Ok(next)
+}
+
+/// Sets the Ready condition of every pod on a node that went silent to False (upstream's
+/// MarkPodsNotReady), so endpoints stop sending them traffic; the agent, once back, posts the
+/// truth again.
+async fn mark_pods_not_ready(
+    registry: &Registry,
+    node: &str,
+    now: Timestamp,
+) -> Result<(), ControllerError> {
+    let params = ListParams {
+        field_selector: Some(format!("spec.nodeName={node}")),
+        ..Default::default()
+    };
+    for pod in registry.list::<Pod>(None, &params).await?.items {
+        let mut pod = Some(pod);
+        // A pod that changed meanwhile is read again; one that went needs nothing.
+        for _ in 0..3 {
+            let Some(mut current) = pod.take() else { break };
+            let Some(ready) = current
+                .status
+                .as_mut()
+                .and_then(|s| s.conditions.as_mut())
+                .and_then(|c| c.iter_mut().find(|c| c.type_ == "Ready"))
+                .filter(|c| c.status == "True")
+            else {
+                break;
+            };
+            ready.status = "False".into();
+            ready.reason = Some("NodeNotReady".into());
+            ready.message = Some(format!("node {node} stopped reporting"));
+            ready.last_transition_time = Some(Time(now));
+            match registry.replace_status::<Pod>(&current).await {
+                Ok(_) | Err(ApiError::NotFound { .. }) => break,
+                Err(ApiError::Conflict { .. }) => {
+                    let ns = current.metadata.namespace.as_deref();
+                    let name = current.metadata.name.as_deref().unwrap_or_default();
+                    pod = not_found_ok(registry.get::<Pod>(ns, name).await)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn evict(registry: &Registry, pod: &Pod) -> Result<(), ControllerError> {

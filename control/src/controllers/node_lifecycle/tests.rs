@@ -298,3 +298,64 @@ async fn running_controller_marks_a_silent_node() {
     }
     task.abort();
 }
+
+#[tokio::test]
+async fn pods_of_a_silent_node_are_marked_not_ready() {
+    let r = registry().await;
+    let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1"}})).unwrap();
+    r.create(&node).await.unwrap();
+    let t0 = now();
+    heartbeat(&r, t0).await;
+    pod(
+        &r,
+        "web",
+        json!([{"key": UNREACHABLE_TAINT, "operator": "Exists"}]),
+    )
+    .await;
+    pod(
+        &r,
+        "starting",
+        json!([{"key": UNREACHABLE_TAINT, "operator": "Exists"}]),
+    )
+    .await;
+    let ready = json!({"status": {"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"}
+    ]}});
+    r.patch_status::<Pod>(
+        Some("default"),
+        "web",
+        crate::apiserver::registry::PatchType::Merge,
+        &ready,
+    )
+    .await
+    .unwrap();
+    let key = ObjectKey::new(None, "n1");
+    let t1 = t0 + secs(41);
+    reconcile(&r, &config(), &key, Timestamp::UNIX_EPOCH, t1)
+        .await
+        .unwrap();
+    let web = r.get::<Pod>(Some("default"), "web").await.unwrap();
+    let cond = web
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .cloned()
+        .unwrap();
+    assert_eq!(cond.status, "False");
+    assert_eq!(cond.reason.as_deref(), Some("NodeNotReady"));
+    assert_eq!(cond.last_transition_time.unwrap().0, t1);
+    // The phase is the agent's to say; only readiness changes.
+    assert_eq!(web.status.unwrap().phase.as_deref(), Some("Running"));
+    // A pod that was never Ready is left alone.
+    let starting = r.get::<Pod>(Some("default"), "starting").await.unwrap();
+    let conds = starting
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default();
+    assert!(
+        conds
+            .iter()
+            .all(|c| c.type_ != "Ready" || c.status != "True")
+    );
+}
