@@ -1,23 +1,41 @@
-//! skiff's eBPF programs: socket-level ClusterIP rewriting (`cgroup/connect4`) and an XDP DNAT.
+//! skiff's eBPF programs: the socket-level ClusterIP load balancer (`cgroup/connect4`,
+//! `sendmsg4`, `recvmsg4`, `getpeername4`) and an XDP DNAT, over the maps described in
+//! `skiff-agent-common`.
 //!
 //! The programs only run as BPF; on the host the crate still builds (so workspace-wide
 //! `cargo build`/`clippy` work) into a stub binary.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
-mod connect4;
 mod csum;
+mod select;
+mod sock_lb;
 mod xdp_dnat;
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray},
+    maps::{HashMap, LruHashMap, PerCpuArray},
 };
-use skiff_agent_common::{Backend, SERVICES_MAX_ENTRIES, STAT_COUNT, ServiceKey};
+use skiff_agent_common::{
+    BACKENDS_MAX_ENTRIES, Backend, BackendKey, RevNatKey, SERVICES_MAX_ENTRIES,
+    SOCK_REVNAT_MAX_ENTRIES, STAT_COUNT, ServiceAddr, ServiceKey, ServiceValue,
+};
 
-/// Service virtual address → its backend. Pinned by name so it outlives the agent process.
+/// Service virtual address → where its backend set lives. Pinned by name so it outlives the
+/// agent process.
 #[map(name = "SERVICES")]
-pub(crate) static SERVICES: HashMap<ServiceKey, Backend> = HashMap::pinned(SERVICES_MAX_ENTRIES, 0);
+pub(crate) static SERVICES: HashMap<ServiceKey, ServiceValue> =
+    HashMap::pinned(SERVICES_MAX_ENTRIES, 0);
+
+/// (slot, index) → backend. Pinned by name.
+#[map(name = "BACKENDS")]
+pub(crate) static BACKENDS: HashMap<BackendKey, Backend> =
+    HashMap::pinned(BACKENDS_MAX_ENTRIES, 0);
+
+/// (socket cookie, backend) → the service address the socket used. Pinned by name.
+#[map(name = "SOCK_REVNAT")]
+pub(crate) static SOCK_REVNAT: LruHashMap<RevNatKey, ServiceAddr> =
+    LruHashMap::pinned(SOCK_REVNAT_MAX_ENTRIES, 0);
 
 /// Per-CPU packet counters of the XDP program, indexed by `skiff_agent_common::STAT_*`.
 #[map(name = "XDP_STATS")]

@@ -5,13 +5,15 @@
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use skiff_agent_common::{PROTO_TCP, PROTO_UDP, STAT_DNAT, STAT_PARSED, ServiceKey};
 
-use crate::{SERVICES, XDP_STATS, csum};
+use crate::select::{Pick, pick};
+use crate::{XDP_STATS, csum};
 
 const ETH_HDR_LEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
 /// Byte offsets inside the IPv4 header.
 const IP_PROTO: usize = 9;
 const IP_CHECK: usize = 10;
+const IP_SADDR: usize = 12;
 const IP_DADDR: usize = 16;
 /// Minimum header lengths and the checksum offsets of the L4 headers.
 const TCP_HDR_LEN: usize = 20;
@@ -58,6 +60,17 @@ pub fn skiff_xdp_dnat(ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// A well-mixed hash of the flow's source address and port.
+#[inline(always)]
+fn flow_hash(saddr: [u8; 4], sport: [u8; 2]) -> u32 {
+    let mut h = u32::from_ne_bytes(saddr) ^ u32::from(u16::from_ne_bytes(sport)).rotate_left(16);
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x7feb_352d);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x846c_a68b);
+    h ^ (h >> 16)
+}
+
 #[inline(always)]
 fn dnat(ctx: &XdpContext) -> Option<()> {
     let eth = bytes_at(ctx, 0, ETH_HDR_LEN)?;
@@ -91,8 +104,12 @@ fn dnat(ctx: &XdpContext) -> Option<()> {
         proto,
         _pad: 0,
     };
-    // SAFETY: the backend is copied out before use.
-    let backend = *unsafe { SERVICES.get(key) }?;
+    // The flow's source picks the backend, so every packet of a flow goes to the same one.
+    let saddr: [u8; 4] = read(ip, IP_SADDR);
+    let sport: [u8; 2] = read(l4, 0);
+    let Pick::Backend(backend) = pick(&key, flow_hash(saddr, sport)) else {
+        return None;
+    };
     let new_addr = backend.addr.to_ne_bytes();
     let new_port = backend.port.to_ne_bytes();
 

@@ -1,6 +1,6 @@
 //! The agent process: wires the parts together, follows the control plane's command stream
-//! (reconnecting as needed), hands stream requests to [`crate::streams`], and removes everything
-//! on `cleanup`.
+//! (reconnecting as needed), hands stream requests to [`crate::streams`], runs the service
+//! load balancer's stream ([`crate::services`]), and removes everything on `cleanup`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -77,7 +77,10 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     // `cleanup` needs the CIDRs to remove the routes, possibly without a control plane.
     std::fs::write(root_dir.join("cidrs.json"), serde_json::to_vec(&cidrs)?)?;
     let network = PodNetwork::setup_node(config.network(&cidrs[0], &cidrs[1], &cidrs[2])).await?;
-    let _lb = ServiceLb::load(&config.bpffs_dir, &config.cgroup2_dir())?;
+    let lb = ServiceLb::load(&config.bpffs_dir, &config.cgroup2_dir())?;
+    // ClusterIP services: the maps follow the control plane's Services stream from here on.
+    let (_services, _programming_stats) =
+        crate::services::spawn(client.clone(), config.node_name.clone(), lb);
     let registries = match &config.registries {
         Some(path) => RegistryConfig::load(path)?,
         None => RegistryConfig::default(),

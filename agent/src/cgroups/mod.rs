@@ -10,6 +10,7 @@ mod qos;
 mod remove;
 #[cfg(test)]
 mod tests;
+mod unified;
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,7 @@ pub use qos::{
     milli_cpu_to_quota, milli_cpu_to_shares, pod_resources, qos_class,
 };
 use tracing::{debug, info};
+pub use unified::join_unified;
 
 /// Where a hybrid host mounts its controller-less cgroup2 hierarchy.
 pub const HYBRID_UNIFIED_MOUNT: &str = "/sys/fs/cgroup/unified";

@@ -1,5 +1,6 @@
-//! Tests of the eBPF load balancer: object layout, BPF_PROG_TEST_RUN of the XDP DNAT, connect4
-//! in a throwaway cgroup2 dir and netns, and that unload leaves no pins or attachments.
+//! Tests of the eBPF load balancer: object layout, BPF_PROG_TEST_RUN of the XDP DNAT, and (in
+//! [`sock`]) the socket programs on real sockets in a throwaway cgroup2 dir and netns, reload
+//! and unload.
 //!
 //! The privileged tests skip (with a message) when not run as root.
 
@@ -7,7 +8,6 @@ mod packets;
 
 use std::{
     fs::File,
-    io::Read,
     net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream},
     os::fd::AsRawFd,
     path::PathBuf,
@@ -18,8 +18,8 @@ use std::{
 use aya::programs::{TestRun, TestRunOptions};
 use aya_obj::{Object, ProgramSection};
 use skiff_agent_common::{
-    Backend, CONNECT4_PROG, PROTO_TCP, PROTO_UDP, SERVICES_MAP, ServiceKey, XDP_DNAT_PROG,
-    XDP_STATS_MAP,
+    BACKENDS_MAP, Backend, BackendKey, PROTO_TCP, PROTO_UDP, RevNatKey, SERVICES_MAP,
+    SOCK_REVNAT_MAP, ServiceAddr, ServiceKey, ServiceValue, XDP_DNAT_PROG, XDP_STATS_MAP,
 };
 
 use self::packets::{Packet, parse, valid_checksums};
@@ -39,6 +39,9 @@ macro_rules! require_root {
         }
     };
 }
+
+// After the macro, which the module uses.
+mod sock;
 
 /// A test-only pin dir and cgroup2 dir, unloaded on drop even when the test fails.
 struct Fixture {
@@ -92,14 +95,32 @@ fn connect4_attached(cgroup: &File) -> u32 {
 #[test]
 fn object_has_every_program_and_map_the_agent_uses() {
     let obj = Object::parse(EBPF_OBJECT).expect("parse the embedded object");
-    let services = obj.maps.get(SERVICES_MAP).expect("SERVICES map");
-    assert_eq!(services.key_size() as usize, size_of::<ServiceKey>());
-    assert_eq!(services.value_size() as usize, size_of::<Backend>());
+    let sizes = |name: &str| {
+        let m = obj.maps.get(name).unwrap_or_else(|| panic!("map {name}"));
+        (m.key_size() as usize, m.value_size() as usize)
+    };
+    assert_eq!(
+        sizes(SERVICES_MAP),
+        (size_of::<ServiceKey>(), size_of::<ServiceValue>())
+    );
+    assert_eq!(
+        sizes(BACKENDS_MAP),
+        (size_of::<BackendKey>(), size_of::<Backend>())
+    );
+    assert_eq!(
+        sizes(SOCK_REVNAT_MAP),
+        (size_of::<RevNatKey>(), size_of::<ServiceAddr>())
+    );
     assert!(obj.maps.contains_key(XDP_STATS_MAP), "XDP_STATS map");
-    assert!(matches!(
-        obj.programs.get(CONNECT4_PROG).map(|p| &p.section),
-        Some(ProgramSection::CgroupSockAddr { .. })
-    ));
+    for (prog, _) in SOCK_PROGRAMS {
+        assert!(
+            matches!(
+                obj.programs.get(prog).map(|p| &p.section),
+                Some(ProgramSection::CgroupSockAddr { .. })
+            ),
+            "{prog}"
+        );
+    }
     assert!(matches!(
         obj.programs.get(XDP_DNAT_PROG).map(|p| &p.section),
         Some(ProgramSection::Xdp { .. })
@@ -130,8 +151,10 @@ fn xdp_dnat_rewrites_only_service_packets() {
     let vip = SocketAddrV4::new(Ipv4Addr::new(10, 43, 0, 10), 80);
     let backend = SocketAddrV4::new(Ipv4Addr::new(10, 42, 0, 7), 8080);
     let client = SocketAddrV4::new(Ipv4Addr::new(10, 42, 0, 5), 40_000);
-    lb.upsert_service(vip, L4Proto::Tcp, backend).unwrap();
-    lb.upsert_service(vip, L4Proto::Udp, SocketAddrV4::new(*backend.ip(), 53))
+    lb.set_backends(Vip::new(vip, L4Proto::Tcp), &[backend])
+        .unwrap();
+    let dns = SocketAddrV4::new(*backend.ip(), 53);
+    lb.set_backends(Vip::new(vip, L4Proto::Udp), &[dns])
         .unwrap();
 
     // TCP to the service: destination rewritten, both checksums still valid, rest untouched.
@@ -177,112 +200,28 @@ fn xdp_dnat_rewrites_only_service_packets() {
     assert_eq!(run_xdp(&lb, truncated), truncated);
 
     // After removal the service packet passes unchanged.
-    assert!(lb.remove_service(vip, L4Proto::Tcp).unwrap());
-    assert!(!lb.remove_service(vip, L4Proto::Tcp).unwrap());
+    assert!(lb.remove(Vip::new(vip, L4Proto::Tcp)).unwrap());
+    assert!(!lb.remove(Vip::new(vip, L4Proto::Tcp)).unwrap());
     assert_eq!(run_xdp(&lb, &tcp), tcp);
-}
 
-/// Runs `bash` in the test cgroup (it moves itself there first) connecting to `target`.
-fn connect_from_cgroup(procs: &std::path::Path, target: SocketAddrV4) -> bool {
-    Command::new("bash")
-        .args([
-            "-c",
-            r#"echo $$ > "$1" && exec 3<>"/dev/tcp/$2/$3" && echo ping >&3"#,
-            "bash",
-        ])
-        .arg(procs)
-        .arg(target.ip().to_string())
-        .arg(target.port().to_string())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("run bash")
-        .success()
-}
-
-#[test]
-fn connect4_sends_service_connects_in_the_cgroup_to_the_backend() {
-    require_root!();
-    let fx = Fixture::new("connect4");
-    let mut lb = fx.load();
-    let procs = fx.cgroup_dir.join("cgroup.procs");
-    // Everything network-facing happens in a fresh netns with only `lo`: an unrewritten
-    // connect to the service address fails with "network unreachable" instead of leaving.
-    let handle = std::thread::spawn(move || {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare netns");
-        let up = Command::new("ip")
-            .args(["link", "set", "lo", "up"])
-            .status();
-        assert!(up.expect("run ip").success());
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let vip = SocketAddrV4::new(Ipv4Addr::new(10, 43, 200, 1), 80);
-
-        assert!(
-            !connect_from_cgroup(&procs, vip),
-            "no service yet: connect must fail"
-        );
-        lb.upsert_service(
-            vip,
-            L4Proto::Tcp,
-            SocketAddrV4::new(Ipv4Addr::LOCALHOST, port),
-        )
+    // Several backends: a flow always goes to the same one, different flows spread.
+    let backends: Vec<SocketAddrV4> = (1..=3)
+        .map(|i| SocketAddrV4::new(Ipv4Addr::new(10, 42, 0, i), 8080))
+        .collect();
+    lb.set_backends(Vip::new(vip, L4Proto::Tcp), &backends)
         .unwrap();
-        assert!(connect_from_cgroup(&procs, vip), "connect to the service");
-        let (mut conn, _) = listener.accept().expect("the backend got the connection");
-        conn.set_nonblocking(false).unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut got = String::new();
-        conn.read_to_string(&mut got).unwrap();
-        assert_eq!(got, "ping\n");
-
-        // This thread is not in the cgroup: its connects are not rewritten.
-        assert!(TcpStream::connect_timeout(&vip.into(), Duration::from_secs(2)).is_err());
-
-        assert!(lb.remove_service(vip, L4Proto::Tcp).unwrap());
-        assert!(
-            !connect_from_cgroup(&procs, vip),
-            "service removed: connect must fail"
+    let mut seen = std::collections::HashSet::new();
+    for port in 0..64u16 {
+        let src = SocketAddrV4::new(*client.ip(), 30_000 + port);
+        let packet = Packet::new(PROTO_TCP, src, vip, b"x").build();
+        let first = parse(&run_xdp(&lb, &packet)).dst;
+        assert_eq!(
+            parse(&run_xdp(&lb, &packet)).dst,
+            first,
+            "same flow, same backend"
         );
-    });
-    handle.join().expect("connect4 test thread");
-}
-
-#[test]
-fn reload_readopts_pins_and_unload_leaves_nothing() {
-    require_root!();
-    let fx = Fixture::new("unload");
-    let vip = SocketAddrV4::new(Ipv4Addr::new(10, 43, 0, 20), 443);
-    let backend = SocketAddrV4::new(Ipv4Addr::new(10, 42, 0, 9), 8443);
-    let mut lb = fx.load();
-    lb.upsert_service(vip, L4Proto::Tcp, backend).unwrap();
-    drop(lb);
-
-    let cgroup = File::open(&fx.cgroup_dir).unwrap();
-    assert_eq!(
-        connect4_attached(&cgroup),
-        1,
-        "the pinned link outlives the loader"
-    );
-
-    // A restarted agent finds its services and replaces (not adds) the attachment.
-    let mut lb = fx.load();
-    let entries = lb.services().unwrap();
-    let expected = ServiceEntry {
-        vip,
-        proto: L4Proto::Tcp,
-        backend,
-    };
-    assert_eq!(entries, vec![expected]);
-    assert_eq!(connect4_attached(&cgroup), 1);
-    drop(lb);
-
-    ServiceLb::unload(&fx.pin_dir, &fx.cgroup_dir).unwrap();
-    assert!(!fx.pin_dir.exists(), "pin dir removed");
-    assert!(!fx.cgroup_dir.exists(), "cgroup dir removed");
-    ServiceLb::unload(&fx.pin_dir, &fx.cgroup_dir).expect("unload is idempotent");
-
-    // A fresh load starts from an empty map: the old pins are really gone.
-    let mut lb = fx.load();
-    assert!(lb.services().unwrap().is_empty());
+        assert!(backends.contains(&first));
+        seen.insert(first);
+    }
+    assert_eq!(seen.len(), 3, "64 flows reach every backend");
 }

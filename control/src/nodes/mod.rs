@@ -1,9 +1,11 @@
 //! The node protocol server: what agents call (registration, leases, node and pod status, the
-//! command stream of their pods, log streams, exec and port-forward sessions). It is the only
-//! way an agent reaches the cluster, and it goes through the same registry as the REST API.
+//! command stream of their pods, log streams, exec and port-forward sessions, the services
+//! stream for their load balancers). It is the only way an agent reaches the cluster, and it
+//! goes through the same registry as the REST API.
 
 mod commands;
 mod objects;
+mod services;
 pub mod streams;
 
 use std::pin::Pin;
@@ -367,6 +369,19 @@ impl node_server::Node for NodeService {
         objects::get(&self.registry, req.get_ref())
             .await
             .map(Response::new)
+    }
+
+    type ServicesStream = Pin<Box<dyn Stream<Item = Result<ServiceUpdate, Status>> + Send>>;
+
+    async fn services(
+        &self,
+        req: Request<ServicesRequest>,
+    ) -> Result<Response<Self::ServicesStream>, Status> {
+        self.authorize(&req)?;
+        let rx = services::follow(self.registry.clone(), req.into_inner());
+        Ok(Response::new(
+            tokio_stream::wrappers::ReceiverStream::new(rx).boxed(),
+        ))
     }
 
     type SessionStream = Pin<Box<dyn Stream<Item = Result<SessionFrame, Status>> + Send>>;

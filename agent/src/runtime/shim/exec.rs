@@ -134,6 +134,14 @@ fn run(req: ExecArgs, stdio: [OwnedFd; 3], resize: Option<OwnedFd>) -> ExecRepor
         // SAFETY: the handler only stores to an atomic.
         let _ = unsafe { nix::sys::signal::sigaction(sig, &action) };
     }
+    // Like the container's own processes, exec'd ones belong in its cgroup2 leaf (services).
+    if let Some(input) = super::ShimInput::load(&req.dir)
+        && let Err(e) = crate::cgroups::join_unified(&input.cgroup_path, false)
+    {
+        return ExecReport::Failed {
+            message: format!("cannot join the container's cgroup2 directory: {e}"),
+        };
+    }
     if !req.tty {
         return match start(&req.dir, req.argv, stdio, None) {
             Ok(pid) => wait(pid, req.timeout),

@@ -157,6 +157,16 @@ fn run(dir: &Path, report: OwnedFd) -> i32 {
             return 1;
         }
     };
+    // Into the container's cgroup2 leaf first, so every container process inherits it and the
+    // service load balancer's socket programs apply to them.
+    match crate::cgroups::join_unified(&input.cgroup_path, true) {
+        Ok(joined) => tracing::debug!(?joined, "cgroup2 placement"),
+        Err(e) => {
+            let msg = format!("cannot join the container's cgroup2 directory: {e}");
+            fail(dir, &mut status, report, msg);
+            return 1;
+        }
+    }
     let (container, out_r, err_r) = match create_and_start(dir, &input) {
         Ok(started) => started,
         Err(message) => {
