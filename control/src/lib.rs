@@ -2,6 +2,7 @@
 
 pub mod apiserver;
 pub mod controllers;
+pub mod leader;
 pub mod nodes;
 pub mod scheduler;
 pub mod store;

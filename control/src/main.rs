@@ -10,10 +10,12 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use skiff_control::apiserver::resources::ServiceNetwork;
 use skiff_control::apiserver::{self, Pki, registry::Registry};
+use skiff_control::controllers::endpointslice;
 use skiff_control::controllers::node_lifecycle::NodeLifecycleConfig;
+use skiff_control::leader::{LeaderConfig, LeaderElector, default_identity};
 use skiff_control::nodes::{ClusterNetwork, NodeService, StreamHub};
 use skiff_control::scheduler::Scheduler;
-use skiff_control::store::{SledStore, Store};
+use skiff_control::store::{EtcdOptions, EtcdStore, SledStore, Store, restore_snapshot};
 
 #[derive(Parser)]
 #[command(name = "skiff-control", version, about = "skiff control plane")]
@@ -25,7 +27,55 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve the Kubernetes API and the node protocol.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Back up or restore the embedded (sled) store, like `etcdctl snapshot`.
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
+}
+
+#[derive(Subcommand)]
+enum SnapshotCmd {
+    /// Write a consistent snapshot of the store under --data-dir to FILE. The store is opened
+    /// by this command, so the server using that directory must be stopped (sled locks it).
+    Save {
+        file: PathBuf,
+        #[arg(long, default_value = "/var/lib/skiff/control")]
+        data_dir: PathBuf,
+    },
+    /// Create a fresh store under --data-dir from FILE (the store directory must not exist
+    /// or be empty), with the snapshot's objects and revisions.
+    Restore {
+        file: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+async fn snapshot(cmd: SnapshotCmd) -> anyhow::Result<()> {
+    let (verb, info, file) = match cmd {
+        SnapshotCmd::Save { file, data_dir } => {
+            let dir = data_dir.join("store");
+            anyhow::ensure!(dir.exists(), "no store at {}", dir.display());
+            let store = SledStore::open(&dir).with_context(|| {
+                format!("opening {} (is the server still running?)", dir.display())
+            })?;
+            let info = store.save_snapshot(&file).await?;
+            ("saved", info, file)
+        }
+        SnapshotCmd::Restore { file, data_dir } => {
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("creating {}", data_dir.display()))?;
+            let info = restore_snapshot(&file, &data_dir.join("store"))?;
+            ("restored", info, file)
+        }
+    };
+    println!(
+        "{verb} {}: revision {}, {} objects",
+        file.display(),
+        info.revision,
+        info.objects
+    );
+    Ok(())
 }
 
 #[derive(Args)]
@@ -33,6 +83,14 @@ struct ServeArgs {
     /// Where the store, certificates and tokens live.
     #[arg(long, default_value = "/var/lib/skiff/control")]
     data_dir: PathBuf,
+    /// The store: `sled` (embedded, under --data-dir) or `etcd://HOST:PORT[,HOST:PORT...]`.
+    /// With etcd, several replicas may share it: the scheduler and controllers then run only
+    /// in the replica that holds the leader lease.
+    #[arg(long, default_value = "sled")]
+    store: String,
+    /// The key prefix in etcd.
+    #[arg(long, default_value = "/skiff/")]
+    etcd_prefix: String,
     /// Address to serve HTTPS on (API and node protocol).
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen: SocketAddr,
@@ -42,6 +100,11 @@ struct ServeArgs {
     /// The URL clients use (default: https://LISTEN).
     #[arg(long)]
     server_url: Option<String>,
+    /// The address pods and nodes reach the API server at, published as the endpoints of the
+    /// `default/kubernetes` Service (default: the --listen address unless it is a wildcard or
+    /// loopback, which pods cannot reach).
+    #[arg(long)]
+    advertise_address: Option<std::net::IpAddr>,
     /// Extra names or IPs for the serving certificate.
     #[arg(long = "tls-san")]
     tls_sans: Vec<String>,
@@ -72,7 +135,20 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&args.data_dir.join("store"))?);
+    // Leader election is only needed when replicas can share the store: sled locks its
+    // directory, so a second process on it cannot even start.
+    let (store, elect): (Arc<dyn Store>, bool) = if args.store == "sled" {
+        (
+            Arc::new(SledStore::open(&args.data_dir.join("store"))?),
+            false,
+        )
+    } else {
+        let options = EtcdOptions {
+            prefix: args.etcd_prefix.clone(),
+            ..EtcdOptions::from_url(&args.store)?
+        };
+        (Arc::new(EtcdStore::connect(options).await?), true)
+    };
     let service_network = ServiceNetwork::parse(&args.service_cidr)
         .with_context(|| format!("--service-cidr {}", args.service_cidr))?;
     let registry =
@@ -114,12 +190,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .into_axum_router()
         .merge(api);
 
-    tokio::spawn(Scheduler::new(registry.clone()).run());
     let node_lifecycle = NodeLifecycleConfig {
         grace_period: args.node_monitor_grace_period,
         ..Default::default()
     };
-    skiff_control::controllers::run_all_with(registry.clone(), node_lifecycle);
+    let advertised = args
+        .advertise_address
+        .or(Some(args.listen.ip()).filter(|ip| !ip.is_unspecified() && !ip.is_loopback()))
+        .map(|ip| SocketAddr::new(ip, args.listen.port()));
+    if elect {
+        tokio::spawn(lead_then_control(
+            registry.clone(),
+            node_lifecycle,
+            advertised,
+        ));
+    } else {
+        start_control_loops(registry.clone(), node_lifecycle, advertised);
+    }
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -138,6 +225,47 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The scheduler, every controller and the publisher of the `kubernetes` Service's endpoints.
+/// They run in one replica only (see `leader.rs`).
+fn start_control_loops(
+    registry: Registry,
+    node_lifecycle: NodeLifecycleConfig,
+    advertised: Option<SocketAddr>,
+) {
+    tokio::spawn(Scheduler::new(registry.clone()).run());
+    if let Some(addr) = advertised {
+        tokio::spawn(endpointslice::apiserver::run(registry.clone(), addr));
+    }
+    skiff_control::controllers::run_all_with(registry, node_lifecycle);
+}
+
+/// Waits for the leader lease, starts the control loops, and keeps renewing. Losing the lease
+/// ends the process with exit code 3: the controllers' tasks cannot be trusted to stop in
+/// between their steps, and a supervisor (systemd, the lab, a test) restarts the replica as a
+/// follower. The API keeps serving until then.
+async fn lead_then_control(
+    registry: Registry,
+    node_lifecycle: NodeLifecycleConfig,
+    advertised: Option<SocketAddr>,
+) {
+    let mut elector = LeaderElector::new(
+        registry.clone(),
+        LeaderConfig::controller_manager(default_identity()),
+    );
+    tracing::info!(
+        identity = elector.identity(),
+        "waiting for the leader lease"
+    );
+    elector.acquire().await;
+    start_control_loops(registry, node_lifecycle, advertised);
+    let lost = elector.hold().await;
+    tracing::error!(
+        ?lost,
+        "lost the leader lease; exiting so this replica restarts as a follower"
+    );
+    std::process::exit(3);
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -148,7 +276,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
-        Cmd::Serve(args) => runtime.block_on(serve(args)),
+        Cmd::Serve(args) => runtime.block_on(serve(*args)),
+        Cmd::Snapshot(cmd) => runtime.block_on(snapshot(cmd)),
     }
 }
 

@@ -4,8 +4,13 @@
 //! its references removed from its dependents, then the finalizer.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use futures::future::BoxFuture;
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde_json::{Value, json};
@@ -19,16 +24,39 @@ use crate::apiserver::resources::{self, ResourceDef};
 /// The finalizer that asks for dependents to be orphaned.
 pub const ORPHAN_FINALIZER: &str = "orphan";
 
-/// Runs the collector forever (dependents: pods and ReplicaSets; owners: ReplicaSets and
-/// Deployments).
+/// Runs the collector forever. Dependents: pods (of ReplicaSets, Jobs, DaemonSets and
+/// StatefulSets), ReplicaSets (of Deployments), Jobs (of CronJobs), ControllerRevisions (of
+/// DaemonSets and StatefulSets); each owner kind orphans its dependents on request.
 pub async fn run(registry: Registry) {
-    tokio::spawn(run_dependents::<Pod>(registry.clone(), &["ReplicaSet"]));
+    tokio::spawn(run_dependents::<Pod>(
+        registry.clone(),
+        &["ReplicaSet", "Job", "DaemonSet", "StatefulSet"],
+    ));
+    tokio::spawn(run_dependents::<ControllerRevision>(
+        registry.clone(),
+        &["DaemonSet", "StatefulSet"],
+    ));
+    tokio::spawn(run_orphaner::<DaemonSet>(registry.clone(), |c| {
+        vec![releaser::<Pod>(c), releaser::<ControllerRevision>(c)]
+    }));
+    tokio::spawn(run_orphaner::<StatefulSet>(registry.clone(), |c| {
+        vec![releaser::<Pod>(c), releaser::<ControllerRevision>(c)]
+    }));
     tokio::spawn(run_dependents::<ReplicaSet>(
         registry.clone(),
         &["Deployment"],
     ));
-    tokio::spawn(run_orphaner::<ReplicaSet, Pod>(registry.clone()));
-    run_orphaner::<Deployment, ReplicaSet>(registry).await;
+    tokio::spawn(run_dependents::<Job>(registry.clone(), &["CronJob"]));
+    tokio::spawn(run_orphaner::<ReplicaSet>(registry.clone(), |c| {
+        vec![releaser::<Pod>(c)]
+    }));
+    tokio::spawn(run_orphaner::<Job>(registry.clone(), |c| {
+        vec![releaser::<Pod>(c)]
+    }));
+    tokio::spawn(run_orphaner::<CronJob>(registry.clone(), |c| {
+        vec![releaser::<Job>(c)]
+    }));
+    run_orphaner::<Deployment>(registry, |c| vec![releaser::<ReplicaSet>(c)]).await;
 }
 
 fn has_refs(meta: &ObjectMeta) -> bool {
@@ -65,6 +93,10 @@ async fn run_dependents<K: Object>(registry: Registry, owner_kinds: &'static [&'
         match *kind {
             "ReplicaSet" => wake_on_delete::<ReplicaSet, K>(&c, deps.clone()),
             "Deployment" => wake_on_delete::<Deployment, K>(&c, deps.clone()),
+            "Job" => wake_on_delete::<Job, K>(&c, deps.clone()),
+            "DaemonSet" => wake_on_delete::<DaemonSet, K>(&c, deps.clone()),
+            "StatefulSet" => wake_on_delete::<StatefulSet, K>(&c, deps.clone()),
+            "CronJob" => wake_on_delete::<CronJob, K>(&c, deps.clone()),
             _ => {}
         }
     }
@@ -160,11 +192,24 @@ pub async fn reconcile_dependent<K: Object>(
     Ok(Action::AwaitChange)
 }
 
-/// Watches owners of kind `O`; one deleted with the orphan finalizer has its dependents of kind
-/// `K` released, then the finalizer removed.
-async fn run_orphaner<O: Object, K: Object>(registry: Registry) {
-    let c = Controller::new("garbagecollector-orphan", registry.clone());
+/// Releases an owner's dependents of one kind (removes the owner's references from them).
+type Release =
+    Arc<dyn Fn(Registry, String) -> BoxFuture<'static, Result<(), ControllerError>> + Send + Sync>;
+
+/// A [`Release`] for dependents of kind `K`, over a cache of them kept by `c`.
+fn releaser<K: Object>(c: &Controller) -> Release {
     let deps = c.watches::<K, _>(|_| Vec::new());
+    Arc::new(move |registry, uid| {
+        let deps = deps.clone();
+        Box::pin(async move { release::<K>(&registry, &deps, &uid).await })
+    })
+}
+
+/// Watches owners of kind `O`; one deleted with the orphan finalizer has its dependents (of
+/// every kind `dependents` names) released, then the finalizer removed.
+async fn run_orphaner<O: Object>(registry: Registry, dependents: fn(&Controller) -> Vec<Release>) {
+    let c = Controller::new("garbagecollector-orphan", registry.clone());
+    let releases = Arc::new(dependents(&c));
     c.watches::<O, _>(|o| {
         let m = o.metadata();
         (m.deletion_timestamp.is_some()
@@ -178,15 +223,15 @@ async fn run_orphaner<O: Object, K: Object>(registry: Registry) {
         .collect()
     });
     c.run(2, move |key| {
-        let (registry, deps) = (registry.clone(), deps.clone());
-        async move { orphan::<O, K>(&registry, &deps, &key).await }
+        let (registry, releases) = (registry.clone(), releases.clone());
+        async move { orphan::<O>(&registry, &releases, &key).await }
     })
     .await;
 }
 
-async fn orphan<O: Object, K: Object>(
+async fn orphan<O: Object>(
     registry: &Registry,
-    deps: &Reader<K>,
+    releases: &[Release],
     key: &ObjectKey,
 ) -> Result<Action, ControllerError> {
     let Some(owner) = not_found_ok(registry.get::<O>(key.ns(), &key.name).await)? else {
@@ -197,9 +242,32 @@ async fn orphan<O: Object, K: Object>(
     if meta.deletion_timestamp.is_none() || !finalizers.iter().any(|f| f == ORPHAN_FINALIZER) {
         return Ok(Action::AwaitChange);
     }
-    deps.wait_ready().await;
     let uid = meta.uid.clone().unwrap_or_default();
-    for dep_key in dependents_of(deps, &uid) {
+    for release in releases {
+        release(registry.clone(), uid.clone()).await?;
+    }
+    let rest: Vec<Value> = finalizers
+        .iter()
+        .filter(|f| *f != ORPHAN_FINALIZER)
+        .map(|f| json!(f))
+        .collect();
+    let patch = json!({"metadata": {"finalizers": rest, "resourceVersion": meta.resource_version}});
+    not_found_ok(
+        registry
+            .patch::<O>(key.ns(), &key.name, PatchType::Merge, &patch)
+            .await,
+    )?;
+    Ok(Action::AwaitChange)
+}
+
+/// Removes references to owner `uid` from its dependents of kind `K`.
+async fn release<K: Object>(
+    registry: &Registry,
+    deps: &Reader<K>,
+    uid: &str,
+) -> Result<(), ControllerError> {
+    deps.wait_ready().await;
+    for dep_key in dependents_of(deps, uid) {
         let Some(dep) = not_found_ok(registry.get::<K>(dep_key.ns(), &dep_key.name).await)? else {
             continue;
         };
@@ -220,16 +288,5 @@ async fn orphan<O: Object, K: Object>(
         )?;
         tracing::info!(dependent = %dep_key, "orphaned");
     }
-    let rest: Vec<Value> = finalizers
-        .iter()
-        .filter(|f| *f != ORPHAN_FINALIZER)
-        .map(|f| json!(f))
-        .collect();
-    let patch = json!({"metadata": {"finalizers": rest, "resourceVersion": meta.resource_version}});
-    not_found_ok(
-        registry
-            .patch::<O>(key.ns(), &key.name, PatchType::Merge, &patch)
-            .await,
-    )?;
-    Ok(Action::AwaitChange)
+    Ok(())
 }

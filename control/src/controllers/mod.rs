@@ -1,16 +1,22 @@
-//! The in-process controllers (ReplicaSet, Deployment, Namespace, node lifecycle, garbage
-//! collector) on one small controller runtime; they read and write only through the `Registry`.
+//! The in-process controllers (ReplicaSet, Deployment, DaemonSet, StatefulSet, Job, CronJob,
+//! EndpointSlice, Namespace, node lifecycle, garbage collector) on one small controller
+//! runtime; they read and write only through the `Registry`.
 
 pub mod claim;
 pub mod common;
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
+pub mod endpointslice;
 pub mod gc;
 #[cfg(test)]
 mod gc_tests;
+pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod replicaset;
 pub mod runtime;
+pub mod statefulset;
 #[cfg(test)]
 mod testutil;
 
@@ -48,5 +54,10 @@ pub fn run_all_with(registry: Registry, node_lifecycle: node_lifecycle::NodeLife
     tokio::spawn(replicaset::run(registry.clone()));
     tokio::spawn(deployment::run(registry.clone()));
     tokio::spawn(namespace::run(registry.clone()));
+    tokio::spawn(job::run(registry.clone()));
+    tokio::spawn(cronjob::run(registry.clone()));
+    tokio::spawn(daemonset::run(registry.clone()));
+    tokio::spawn(statefulset::run(registry.clone()));
+    tokio::spawn(endpointslice::run(registry.clone()));
     tokio::spawn(gc::run(registry));
 }

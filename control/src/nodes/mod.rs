@@ -4,6 +4,7 @@
 //! goes through the same registry as the REST API.
 
 mod commands;
+mod fanout;
 mod objects;
 mod services;
 pub mod streams;
@@ -42,6 +43,7 @@ pub struct NodeService {
     token: String,
     network: ClusterNetwork,
     hub: StreamHub,
+    pods: fanout::PodFanout,
     /// Held from reading the taken pod CIDRs until the registering node holds its own, so two
     /// nodes registering at once never get the same one.
     registering: Arc<tokio::sync::Mutex<()>>,
@@ -55,6 +57,7 @@ impl NodeService {
         hub: StreamHub,
     ) -> NodeService {
         NodeService {
+            pods: fanout::PodFanout::start(registry.clone()),
             registry,
             token,
             network,
@@ -304,7 +307,7 @@ impl node_server::Node for NodeService {
     ) -> Result<Response<Self::CommandsStream>, Status> {
         self.authorize(&req)?;
         let node = req.into_inner().node_name;
-        let rx = commands::follow(self.registry.clone(), self.hub.clone(), node);
+        let rx = commands::follow(self.pods.clone(), self.hub.clone(), node);
         Ok(Response::new(
             tokio_stream::wrappers::ReceiverStream::new(rx)
                 .map(Ok)

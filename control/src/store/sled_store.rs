@@ -22,6 +22,7 @@
 
 mod codec;
 mod flusher;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 mod watch;
@@ -36,6 +37,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::info;
+
+pub use self::snapshot::{SnapshotInfo, restore_snapshot};
 
 use self::codec::{decode_object, decode_rev};
 use self::flusher::{Durable, FlushQueue};

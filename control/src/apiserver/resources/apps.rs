@@ -44,6 +44,24 @@ fn zero_daemonset_status(obj: &mut Value) {
     });
 }
 
+/// Pods of the apps controllers restart for ever: `restartPolicy` is `Always`.
+fn restart_always(spec: &Value, errs: &mut Vec<FieldError>) {
+    if let Some(p) = spec["template"]["spec"]["restartPolicy"].as_str()
+        && p != "Always"
+    {
+        errs.push(FieldError::not_supported(
+            "spec.template.spec.restartPolicy",
+            p,
+            &["Always"],
+        ));
+    }
+}
+
+/// An int-or-percent that is zero (`0` or `"0%"`).
+fn is_zero(v: &Value) -> bool {
+    v.as_i64() == Some(0) || v.as_str().is_some_and(|s| s.trim_end_matches('%') == "0")
+}
+
 // ---- deployments
 
 pub const DEPLOYMENTS: ResourceDef = ResourceDef {
@@ -92,15 +110,7 @@ fn deployment_validate(d: &Value) -> Vec<FieldError> {
     validate_replicas(spec, &mut errs);
     validate_selector(spec, "deployment", &mut errs);
     validate_template(&spec["template"], "spec.template", &mut errs);
-    if let Some(p) = spec["template"]["spec"]["restartPolicy"].as_str()
-        && p != "Always"
-    {
-        errs.push(FieldError::not_supported(
-            "spec.template.spec.restartPolicy",
-            p,
-            &["Always"],
-        ));
-    }
+    restart_always(spec, &mut errs);
     if let Some(t) = spec["strategy"]["type"].as_str() {
         const OK: &[&str] = &["Recreate", "RollingUpdate"];
         if !OK.contains(&t) {
@@ -291,11 +301,24 @@ fn daemonset_validate(ds: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     validate_selector(spec, "daemonset", &mut errs);
     validate_template(&spec["template"], "spec.template", &mut errs);
+    restart_always(spec, &mut errs);
     if let Some(t) = spec["updateStrategy"]["type"].as_str() {
         const OK: &[&str] = &["OnDelete", "RollingUpdate"];
         if !OK.contains(&t) {
             errs.push(FieldError::not_supported("spec.updateStrategy.type", t, OK));
         }
+    }
+    let ru = &spec["updateStrategy"]["rollingUpdate"];
+    let (unavailable, surge) = (&ru["maxUnavailable"], &ru["maxSurge"]);
+    if spec["updateStrategy"]["type"] == "RollingUpdate"
+        && is_zero(unavailable)
+        && (surge.is_null() || is_zero(surge))
+    {
+        errs.push(FieldError::invalid_raw(
+            "spec.updateStrategy.rollingUpdate.maxUnavailable",
+            unavailable,
+            "may not be 0 when `maxSurge` is 0",
+        ));
     }
     errs
 }
@@ -389,7 +412,7 @@ pub const STATEFULSETS: ResourceDef = ResourceDef {
         defaults: statefulset_defaults,
         prepare_create: zero_replicas_status,
         validate: statefulset_validate,
-        validate_update: selector_immutable,
+        validate_update: statefulset_update,
         allocate: None,
     },
     table: TableDef {
@@ -426,13 +449,68 @@ fn statefulset_validate(sts: &Value) -> Vec<FieldError> {
     validate_replicas(spec, &mut errs);
     validate_selector(spec, "statefulset", &mut errs);
     validate_template(&spec["template"], "spec.template", &mut errs);
+    restart_always(spec, &mut errs);
     if let Some(p) = spec["podManagementPolicy"].as_str() {
         const OK: &[&str] = &["OrderedReady", "Parallel"];
         if !OK.contains(&p) {
             errs.push(FieldError::not_supported("spec.podManagementPolicy", p, OK));
         }
     }
+    let us = &spec["updateStrategy"];
+    match us["type"].as_str() {
+        Some("RollingUpdate") | None => {}
+        Some("OnDelete") => {
+            if !us["rollingUpdate"].is_null() {
+                errs.push(FieldError::invalid_raw(
+                    "spec.updateStrategy.rollingUpdate",
+                    &us["rollingUpdate"],
+                    "only allowed for updateStrategy 'RollingUpdate'",
+                ));
+            }
+        }
+        Some(t) => errs.push(FieldError::not_supported(
+            "spec.updateStrategy.type",
+            t,
+            &["OnDelete", "RollingUpdate"],
+        )),
+    }
+    if let Some(n) = us["rollingUpdate"]["partition"].as_i64()
+        && n < 0
+    {
+        errs.push(FieldError::invalid_raw(
+            "spec.updateStrategy.rollingUpdate.partition",
+            n,
+            "must be greater than or equal to 0",
+        ));
+    }
     errs
+}
+
+/// Only some of a StatefulSet's spec may change (upstream's ValidateStatefulSetUpdate).
+fn statefulset_update(new: &Value, old: &Value) -> Vec<FieldError> {
+    const MUTABLE: &[&str] = &[
+        "replicas",
+        "ordinals",
+        "template",
+        "updateStrategy",
+        "revisionHistoryLimit",
+        "persistentVolumeClaimRetentionPolicy",
+        "minReadySeconds",
+    ];
+    let rest = |v: &Value| {
+        let mut spec = v["spec"].as_object().cloned().unwrap_or_default();
+        spec.retain(|k, _| !MUTABLE.contains(&k.as_str()));
+        spec
+    };
+    if rest(new) != rest(old) {
+        return vec![FieldError::forbidden(
+            "spec",
+            "updates to statefulset spec for fields other than 'replicas', 'ordinals', \
+             'template', 'updateStrategy', 'revisionHistoryLimit', \
+             'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+        )];
+    }
+    Vec::new()
 }
 
 static STATEFULSET_COLUMNS: &[Column] = &[

@@ -107,3 +107,49 @@ fn rows() {
         1
     );
 }
+
+#[test]
+fn daemonset_and_statefulset_rules() {
+    let mut ds = deployment();
+    daemonset_defaults(&mut ds);
+    ds["spec"]["updateStrategy"]["rollingUpdate"] = json!({"maxUnavailable": 0, "maxSurge": "0%"});
+    ds["spec"]["template"]["spec"]["restartPolicy"] = json!("OnFailure");
+    let fields: Vec<String> = daemonset_validate(&ds)
+        .into_iter()
+        .map(|e| e.field)
+        .collect();
+    assert!(fields.contains(&"spec.template.spec.restartPolicy".to_string()));
+    assert!(fields.contains(&"spec.updateStrategy.rollingUpdate.maxUnavailable".to_string()));
+    ds["spec"]["template"]["spec"]["restartPolicy"] = json!("Always");
+    ds["spec"]["updateStrategy"]["rollingUpdate"]["maxSurge"] = json!(1);
+    assert!(daemonset_validate(&ds).is_empty());
+
+    let mut sts = deployment();
+    statefulset_defaults(&mut sts);
+    assert!(statefulset_validate(&sts).is_empty());
+    let mut bad = sts.clone();
+    bad["spec"]["updateStrategy"]["rollingUpdate"]["partition"] = json!(-1);
+    assert_eq!(
+        statefulset_validate(&bad)[0].field,
+        "spec.updateStrategy.rollingUpdate.partition"
+    );
+    bad["spec"]["updateStrategy"]["type"] = json!("OnDelete");
+    assert!(
+        statefulset_validate(&bad)
+            .iter()
+            .any(|e| e.field == "spec.updateStrategy.rollingUpdate")
+    );
+    let mut scaled = sts.clone();
+    scaled["spec"]["replicas"] = json!(5);
+    scaled["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:2");
+    assert!(statefulset_update(&scaled, &sts).is_empty());
+    let mut renamed = sts.clone();
+    renamed["spec"]["serviceName"] = json!("other");
+    let errs = statefulset_update(&renamed, &sts);
+    assert_eq!(errs[0].field, "spec");
+    assert!(
+        errs[0].body().contains("are forbidden"),
+        "{}",
+        errs[0].body()
+    );
+}

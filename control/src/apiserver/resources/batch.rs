@@ -31,7 +31,7 @@ pub const JOBS: ResourceDef = ResourceDef {
         defaults: job_defaults,
         prepare_create: job_create,
         validate: job_validate,
-        validate_update: selector_immutable,
+        validate_update: job_validate_update,
         allocate: None,
     },
     table: TableDef {
@@ -134,10 +134,112 @@ fn validate_job_spec(spec: &Value, prefix: &str, errs: &mut Vec<FieldError>) {
         )),
         None => local.push(FieldError::required("spec.template.spec.restartPolicy")),
     }
+    validate_pod_failure_policy(spec, &mut local);
     for mut e in local {
         e.field = format!("{prefix}{}", e.field);
         errs.push(e);
     }
+}
+
+/// podFailurePolicy: only with restartPolicy Never; known actions and operators; exit code
+/// lists that are not empty (and without 0 for `In`).
+fn validate_pod_failure_policy(spec: &Value, errs: &mut Vec<FieldError>) {
+    let Some(rules) = spec["podFailurePolicy"]["rules"].as_array() else {
+        return;
+    };
+    if spec["template"]["spec"]["restartPolicy"].as_str() != Some("Never") {
+        errs.push(FieldError::invalid_raw(
+            "spec.template.spec.restartPolicy",
+            &spec["template"]["spec"]["restartPolicy"],
+            "only \"Never\" is supported when podFailurePolicy is specified",
+        ));
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        let at = format!("spec.podFailurePolicy.rules[{i}]");
+        const ACTIONS: &[&str] = &["Count", "FailIndex", "FailJob", "Ignore"];
+        let action = rule["action"].as_str().unwrap_or_default();
+        if !ACTIONS.contains(&action) {
+            errs.push(FieldError::not_supported(
+                format!("{at}.action"),
+                action,
+                ACTIONS,
+            ));
+        }
+        let codes = &rule["onExitCodes"];
+        let conds = &rule["onPodConditions"];
+        match (
+            codes.is_object(),
+            conds.as_array().is_some_and(|c| !c.is_empty()),
+        ) {
+            (true, true) => errs.push(FieldError::invalid_raw(
+                format!("{at}.onExitCodes"),
+                codes,
+                "specifying both OnExitCodes and OnPodConditions is not supported",
+            )),
+            (false, false) => errs.push(FieldError::invalid_raw(
+                at.clone(),
+                rule,
+                "specifying one of OnExitCodes and OnPodConditions is required",
+            )),
+            _ => {}
+        }
+        if codes.is_object() {
+            const OPS: &[&str] = &["In", "NotIn"];
+            let op = codes["operator"].as_str().unwrap_or_default();
+            if !OPS.contains(&op) {
+                errs.push(FieldError::not_supported(
+                    format!("{at}.onExitCodes.operator"),
+                    op,
+                    OPS,
+                ));
+            }
+            let values = codes["values"].as_array().cloned().unwrap_or_default();
+            if values.is_empty() {
+                errs.push(FieldError::required(format!("{at}.onExitCodes.values")));
+            }
+            if op == "In" && values.iter().any(|v| v.as_i64() == Some(0)) {
+                errs.push(FieldError::invalid_raw(
+                    format!("{at}.onExitCodes.values"),
+                    0,
+                    "must not be 0 for the In operator",
+                ));
+            }
+        }
+    }
+}
+
+/// Upstream's update rules: the selector, completionMode and podFailurePolicy never change;
+/// completions only together with parallelism in an Indexed Job (elastic Indexed Jobs); the
+/// template only while the Job is suspended and has never started.
+fn job_validate_update(new: &Value, old: &Value) -> Vec<FieldError> {
+    let mut errs = selector_immutable(new, old);
+    let (n, o) = (&new["spec"], &old["spec"]);
+    for f in ["completionMode", "podFailurePolicy", "backoffLimitPerIndex"] {
+        if n[f] != o[f] {
+            errs.push(FieldError::invalid_raw(
+                format!("spec.{f}"),
+                &n[f],
+                "field is immutable",
+            ));
+        }
+    }
+    let elastic = n["completionMode"] == "Indexed" && n["completions"] == n["parallelism"];
+    if n["completions"] != o["completions"] && !elastic {
+        errs.push(FieldError::invalid_raw(
+            "spec.completions",
+            &n["completions"],
+            "field is immutable",
+        ));
+    }
+    let never_started = o["suspend"] == true && old["status"]["startTime"].is_null();
+    if n["template"] != o["template"] && !never_started {
+        errs.push(FieldError::invalid_raw(
+            "spec.template",
+            &n["template"],
+            "field is immutable",
+        ));
+    }
+    errs
 }
 
 fn job_validate(job: &Value) -> Vec<FieldError> {
@@ -244,6 +346,15 @@ fn cronjob_validate(cj: &Value) -> Vec<FieldError> {
                 errs.push(FieldError::invalid("spec.schedule", s, why));
             }
         }
+    }
+    if let Some(tz) = spec["timeZone"].as_str()
+        && jiff::tz::TimeZone::get(tz).is_err()
+    {
+        errs.push(FieldError::invalid(
+            "spec.timeZone",
+            tz,
+            format!("unknown time zone {tz}"),
+        ));
     }
     if let Some(p) = spec["concurrencyPolicy"].as_str() {
         const OK: &[&str] = &["Allow", "Forbid", "Replace"];
@@ -381,6 +492,62 @@ mod tests {
     }
 
     #[test]
+    fn job_updates_upstream_allows() {
+        let mut old = job();
+        job_defaults(&mut old);
+        job_create(&mut old);
+        old["status"] = json!({"startTime": "2024-01-01T00:00:00Z"});
+        let mut new = old.clone();
+        new["spec"]["suspend"] = json!(true);
+        new["spec"]["parallelism"] = json!(4);
+        assert!(job_validate_update(&new, &old).is_empty());
+        new["spec"]["template"]["spec"]["containers"][0]["image"] = json!("other");
+        new["spec"]["completions"] = json!(3);
+        let fields: Vec<String> = job_validate_update(&new, &old)
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, ["spec.completions", "spec.template"]);
+        // A suspended Job that never started may change its template.
+        old["spec"]["suspend"] = json!(true);
+        old["status"] = json!({});
+        new["spec"]["completions"] = json!(1);
+        assert!(job_validate_update(&new, &old).is_empty());
+        // Elastic Indexed Jobs change completions with parallelism.
+        let mut idx = old.clone();
+        idx["spec"]["completionMode"] = json!("Indexed");
+        let mut grown = idx.clone();
+        grown["spec"]["completions"] = json!(4);
+        grown["spec"]["parallelism"] = json!(4);
+        assert!(job_validate_update(&grown, &idx).is_empty());
+    }
+
+    #[test]
+    fn pod_failure_policy_rules() {
+        let mut j = job();
+        j["spec"]["podFailurePolicy"] = json!({"rules": [
+            {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}},
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+        ]});
+        job_defaults(&mut j);
+        job_create(&mut j);
+        assert_eq!(j["spec"]["podReplacementPolicy"], "Failed");
+        assert!(job_validate(&j).is_empty(), "{:?}", job_validate(&j));
+        j["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] = json!([0]);
+        j["spec"]["podFailurePolicy"]["rules"][1]["action"] = json!("Retry");
+        j["spec"]["template"]["spec"]["restartPolicy"] = json!("OnFailure");
+        let fields: Vec<String> = job_validate(&j).into_iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.template.spec.restartPolicy",
+                "spec.podFailurePolicy.rules[0].onExitCodes.values",
+                "spec.podFailurePolicy.rules[1].action"
+            ]
+        );
+    }
+
+    #[test]
     fn job_row_durations() {
         let mut j = job();
         job_defaults(&mut j);
@@ -411,6 +578,11 @@ mod tests {
         assert_eq!(cells[1], "*/5 * * * *");
         assert_eq!(cells[3], false);
         assert_eq!(cells[5], "<none>");
+        cj["spec"]["timeZone"] = json!("Mars/Olympus");
+        let errs = cronjob_validate(&cj);
+        assert_eq!(errs[0].field, "spec.timeZone");
+        cj["spec"]["timeZone"] = json!("Europe/Berlin");
+        assert!(cronjob_validate(&cj).is_empty());
         cj["spec"]["schedule"] = json!("61 * * * *");
         let errs = cronjob_validate(&cj);
         assert_eq!(errs[0].field, "spec.schedule");

@@ -17,6 +17,7 @@ mod cron;
 mod groups;
 pub mod pods;
 mod rbac;
+mod revisions;
 pub mod scale;
 pub mod services;
 mod workloads;
@@ -254,6 +255,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     apps::REPLICASETS,
     apps::DAEMONSETS,
     apps::STATEFULSETS,
+    revisions::CONTROLLERREVISIONS,
     batch::JOBS,
     batch::CRONJOBS,
     groups::ENDPOINTSLICES,

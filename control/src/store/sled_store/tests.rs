@@ -1,14 +1,22 @@
-//! Behaviour tests of the sled store: CRUD with revisions, paging, reopen, watches, compaction,
-//! group commit.
+//! Tests of the sled store: the shared store suite, plus what only sled has — reopen,
+//! compaction by history length, lagging watchers, group commit, closing.
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::future::join_all;
 use tempfile::TempDir;
 
 use super::{SledOptions, SledStore};
-use crate::store::{EventKind, ListOptions, Revision, Store, StoreError, WatchStream};
+use crate::store::suite::{next, next_rev};
+use crate::store::{ListOptions, Revision, Store, StoreError};
+
+crate::store::suite::store_suite!(open_suite);
+
+async fn open_suite() -> (TempDir, std::sync::Arc<dyn Store>) {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir);
+    (dir, std::sync::Arc::new(store))
+}
 
 fn open(dir: &TempDir) -> SledStore {
     SledStore::open(dir.path()).expect("open store")
@@ -21,161 +29,6 @@ fn open_with(dir: &TempDir, history: u64, watch_buffer: usize) -> SledStore {
         ..SledOptions::default()
     };
     SledStore::open_with(dir.path(), options).expect("open store")
-}
-
-/// The next event, failing the test if none arrives within 5 s.
-async fn next(w: &mut WatchStream) -> Option<Result<crate::store::WatchEvent, StoreError>> {
-    tokio::time::timeout(Duration::from_secs(5), w.next())
-        .await
-        .expect("watch event in time")
-}
-
-async fn next_rev(w: &mut WatchStream) -> Revision {
-    next(w)
-        .await
-        .expect("stream open")
-        .expect("event")
-        .kv
-        .mod_revision
-}
-
-#[tokio::test]
-async fn create_get_and_already_exists() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir);
-    let key = "/registry/pods/default/nginx";
-    assert_eq!(store.get(key).await.unwrap(), None);
-    let r1 = store.create(key, b"v1".to_vec()).await.unwrap();
-    let kv = store.get(key).await.unwrap().unwrap();
-    assert_eq!(
-        (kv.value.as_slice(), kv.create_revision, kv.mod_revision),
-        (&b"v1"[..], r1, r1)
-    );
-    let err = store.create(key, b"v2".to_vec()).await.unwrap_err();
-    assert!(matches!(err, StoreError::AlreadyExists(k) if k == key));
-    assert_eq!(store.get(key).await.unwrap().unwrap().value, b"v1");
-    assert_eq!(store.revision(), r1, "a failed create takes no revision");
-}
-
-#[tokio::test]
-async fn update_compares_and_swaps() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir);
-    let key = "/registry/pods/default/a";
-    let err = store.update(key, b"x".to_vec(), None).await.unwrap_err();
-    assert!(matches!(err, StoreError::NotFound(_)));
-    let r1 = store.create(key, b"v1".to_vec()).await.unwrap();
-    let r2 = store.update(key, b"v2".to_vec(), Some(r1)).await.unwrap();
-    assert!(r2 > r1);
-    let err = store
-        .update(key, b"v3".to_vec(), Some(r1))
-        .await
-        .unwrap_err();
-    match err {
-        StoreError::Conflict {
-            expected, current, ..
-        } => assert_eq!((expected, current), (r1, r2)),
-        other => panic!("expected Conflict, got {other:?}"),
-    }
-    let r3 = store.update(key, b"v3".to_vec(), None).await.unwrap();
-    let kv = store.get(key).await.unwrap().unwrap();
-    assert_eq!(
-        (kv.value.as_slice(), kv.create_revision, kv.mod_revision),
-        (&b"v3"[..], r1, r3)
-    );
-}
-
-#[tokio::test]
-async fn delete_returns_last_value_and_checks_revision() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir);
-    let key = "/registry/services/default/web";
-    let r1 = store.create(key, b"svc".to_vec()).await.unwrap();
-    let err = store.delete(key, Some(r1 + 100)).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { .. }));
-    let (rd, last) = store.delete(key, Some(r1)).await.unwrap();
-    assert!(rd > r1);
-    assert_eq!(
-        (
-            last.value.as_slice(),
-            last.create_revision,
-            last.mod_revision
-        ),
-        (&b"svc"[..], r1, rd)
-    );
-    assert_eq!(store.get(key).await.unwrap(), None);
-    assert!(matches!(
-        store.delete(key, None).await.unwrap_err(),
-        StoreError::NotFound(_)
-    ));
-    // The key can be created again, with a new create revision.
-    let r2 = store.create(key, b"again".to_vec()).await.unwrap();
-    assert_eq!(store.get(key).await.unwrap().unwrap().create_revision, r2);
-}
-
-#[tokio::test]
-async fn list_pages_through_a_prefix() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir);
-    for i in 0..7 {
-        store
-            .create(&format!("/registry/pods/default/p{i}"), vec![i])
-            .await
-            .unwrap();
-    }
-    store
-        .create("/registry/pods/defaultx/other", b"o".to_vec())
-        .await
-        .unwrap();
-    store
-        .create("/registry/pods/abc/before", b"b".to_vec())
-        .await
-        .unwrap();
-    let prefix = "/registry/pods/default/";
-    let mut seen = Vec::new();
-    let mut start_after = None;
-    loop {
-        let page = store
-            .list(
-                prefix,
-                ListOptions {
-                    start_after: start_after.clone(),
-                    limit: Some(3),
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(page.revision, store.revision());
-        assert!(page.items.len() <= 3);
-        seen.extend(page.items.iter().map(|kv| kv.key.clone()));
-        if !page.more {
-            break;
-        }
-        start_after = page.items.last().map(|kv| kv.key.clone());
-    }
-    let expected: Vec<String> = (0..7).map(|i| format!("{prefix}p{i}")).collect();
-    assert_eq!(seen, expected);
-    // Exactly a full page: `more` is false.
-    let page = store
-        .list(
-            prefix,
-            ListOptions {
-                start_after: Some(format!("{prefix}p3")),
-                limit: Some(3),
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(page.items.len(), 3);
-    assert!(!page.more);
-    // No limit: everything under the prefix, nothing else.
-    let all = store
-        .list("/registry/pods/", ListOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(all.items.len(), 9);
-    assert_eq!(all.items[0].key, "/registry/pods/abc/before");
-    assert!(!all.more);
 }
 
 #[tokio::test]
@@ -195,115 +48,8 @@ async fn revisions_keep_growing_across_reopen() {
     assert_eq!(store.get("/a").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn watch_replays_then_goes_live() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir);
-    let r1 = store
-        .create("/registry/pods/ns/a", b"a1".to_vec())
-        .await
-        .unwrap();
-    let r2 = store
-        .update("/registry/pods/ns/a", b"a2".to_vec(), None)
-        .await
-        .unwrap();
-    store
-        .create("/registry/services/ns/s", b"s".to_vec())
-        .await
-        .unwrap();
-    let r4 = store
-        .create("/registry/pods/ns/b", b"b1".to_vec())
-        .await
-        .unwrap();
-    let mut w = store.watch("/registry/pods/", r1).await.unwrap();
-    let ev = next(&mut w).await.unwrap().unwrap();
-    assert_eq!(
-        (ev.kind, ev.kv.mod_revision, ev.prev.as_deref()),
-        (EventKind::Put, r2, Some(&b"a1"[..]))
-    );
-    assert_eq!(ev.kv.create_revision, r1);
-    assert_eq!(
-        next_rev(&mut w).await,
-        r4,
-        "other prefixes are filtered out"
-    );
-    let (r5, _) = store.delete("/registry/pods/ns/a", None).await.unwrap();
-    let ev = next(&mut w).await.unwrap().unwrap();
-    assert_eq!(
-        (ev.kind, ev.kv.mod_revision, ev.kv.value.as_slice()),
-        (EventKind::Delete, r5, &b"a2"[..])
-    );
-    let r6 = store
-        .create("/registry/pods/ns/c", b"c".to_vec())
-        .await
-        .unwrap();
-    assert_eq!(next_rev(&mut w).await, r6);
-}
-
-#[tokio::test]
-async fn watch_from_zero_starts_now() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir);
-    store.create("/k/old", b"o".to_vec()).await.unwrap();
-    let mut w = store.watch("/k/", 0).await.unwrap();
-    let r = store.create("/k/new", b"n".to_vec()).await.unwrap();
-    let ev = next(&mut w).await.unwrap().unwrap();
-    assert_eq!((ev.kv.key.as_str(), ev.kv.mod_revision), ("/k/new", r));
-}
-
 /// Watches started at arbitrary moments during a stream of writes see every revision after
 /// their start exactly once, in order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_has_no_gap_or_duplicate_at_the_seam() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let dir = TempDir::new().unwrap();
-    let store = Arc::new(open(&dir));
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (store, stop) = (store.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut i = 0u64;
-            let mut extra = 0;
-            while extra < 20 {
-                store.create(&format!("/w/{i:05}"), vec![1]).await.unwrap();
-                i += 1;
-                if stop.load(Ordering::Relaxed) {
-                    extra += 1;
-                }
-            }
-            store.revision()
-        })
-    };
-    let mut watchers = Vec::new();
-    for i in 0..12u64 {
-        tokio::time::sleep(Duration::from_millis(2 + i % 4)).await;
-        let after = if i % 3 == 0 {
-            0
-        } else {
-            store.revision().saturating_sub(i)
-        };
-        let before = store.revision();
-        let w = store.watch("/w/", after).await.unwrap();
-        watchers.push((after, before, w));
-    }
-    stop.store(true, Ordering::Relaxed);
-    let total = writer.await.unwrap();
-    for (after, before, mut w) in watchers {
-        let mut expect = next_rev(&mut w).await;
-        if after == 0 {
-            assert!(expect > before, "first event {expect} must follow {before}");
-        } else {
-            assert_eq!(expect, after + 1, "replay starts right after {after}");
-        }
-        while expect < total {
-            let got = next_rev(&mut w).await;
-            assert_eq!(got, expect + 1, "revisions must be contiguous");
-            expect = got;
-        }
-    }
-}
-
 #[tokio::test]
 async fn watch_from_a_compacted_revision_fails() {
     let dir = TempDir::new().unwrap();
@@ -336,23 +82,6 @@ async fn watch_from_a_compacted_revision_fails() {
         store.watch("/c/", 1).await,
         Err(StoreError::Compacted { .. })
     ));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lagging_watcher_catches_up_from_the_log() {
-    let dir = TempDir::new().unwrap();
-    let store = open_with(&dir, 10_000, 4);
-    let mut w = store.watch("/l/", 0).await.unwrap();
-    let writes = (0..300).map(|i| store.create_owned(format!("/l/{i}")));
-    let revs: Vec<Revision> = join_all(writes)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
-    let max = *revs.iter().max().unwrap();
-    for expect in 1..=max {
-        assert_eq!(next_rev(&mut w).await, expect);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -453,4 +182,67 @@ impl SledStore {
     async fn create_owned(&self, key: String) -> Result<Revision, StoreError> {
         self.create(&key, b"v".to_vec()).await
     }
+}
+
+/// A snapshot saved while a writer keeps writing holds exactly the writes up to its revision;
+/// restoring it gives a store with the same objects and revisions that continues after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_is_consistent_online_and_restores_revisions() {
+    use std::sync::Arc;
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(open(&dir));
+    store.create("/s/keep", b"k".to_vec()).await.unwrap();
+    let gone = store.create("/s/gone", b"g".to_vec()).await.unwrap();
+    store.delete("/s/gone", Some(gone)).await.unwrap();
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut revs = Vec::new();
+            for i in 0..300 {
+                revs.push(store.create(&format!("/w/{i:03}"), vec![1]).await.unwrap());
+            }
+            revs
+        })
+    };
+    // Save once some (not all) of the writes are in.
+    while store.revision() < gone + 10 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let file = dir.path().join("backup.snap");
+    let info = store.save_snapshot(&file).await.unwrap();
+    let revs = writer.await.unwrap();
+    let before: Vec<_> = revs.iter().filter(|r| **r <= info.revision).collect();
+    assert!(
+        !before.is_empty() && before.len() < revs.len(),
+        "the snapshot ran while writing ({} of {} before it)",
+        before.len(),
+        revs.len()
+    );
+    assert_eq!(info.objects, before.len() as u64 + 1);
+
+    let restored_dir = dir.path().join("restored");
+    assert_eq!(super::restore_snapshot(&file, &restored_dir).unwrap(), info);
+    let restored = SledStore::open(&restored_dir).unwrap();
+    assert_eq!(restored.revision(), info.revision);
+    let all = restored.list("/", ListOptions::default()).await.unwrap();
+    assert_eq!(all.items.len() as u64, info.objects);
+    for kv in &all.items {
+        assert_eq!(store.get(&kv.key).await.unwrap().as_ref(), Some(kv));
+    }
+    assert_eq!(restored.get("/s/gone").await.unwrap(), None);
+    // History starts at the snapshot; new writes continue after it.
+    assert!(matches!(
+        restored.watch("/", 1).await,
+        Err(StoreError::Compacted { .. })
+    ));
+    let next = restored.create("/s/new", vec![]).await.unwrap();
+    assert_eq!(next, info.revision + 1);
+    // A restore never overwrites a store, and a damaged file is refused.
+    assert!(super::restore_snapshot(&file, &restored_dir).is_err());
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    let err = super::restore_snapshot(&file, &dir.path().join("other")).unwrap_err();
+    assert!(err.to_string().contains("checksum"), "{err}");
 }
