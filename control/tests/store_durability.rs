@@ -1,5 +1,6 @@
-//! Durability of the sled store under `kill -9`: every write acknowledged before the kill is
-//! there after reopening.
+//! Durability of the sled store under `kill -9`: over 20 rounds of writing and killing at a
+//! random moment, every write acknowledged before any kill is there after reopening, and
+//! revisions never go backwards.
 //!
 //! The test re-runs its own binary as a child (`durability_child`, ignored unless that child is
 //! asked for by name with the env var set) that writes from several tasks and prints each
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use skiff_control::store::{SledStore, Store};
 
 const DIR_ENV: &str = "SKIFF_STORE_DURABILITY_DIR";
+const ROUND_ENV: &str = "SKIFF_STORE_DURABILITY_ROUND";
 
 /// Kills and reaps the child however the test ends.
 struct KillOnDrop(Child);
@@ -24,52 +26,60 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Rounds of write → `kill -9` → reopen on the same store.
+const ROUNDS: usize = 20;
+
 #[test]
 fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::TempDir::new().unwrap();
     let exe = std::env::current_exe().unwrap();
-    let child = Command::new(exe)
-        .args([
-            "--exact",
-            "durability_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(DIR_ENV, dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the child");
-    let mut child = KillOnDrop(child);
-    let stdout = child.0.stdout.take().unwrap();
-
     let mut acked: Vec<(String, u64)> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("ACK ") {
-            let (key, rev) = rest.split_once(' ').unwrap();
-            acked.push((key.to_owned(), rev.parse().unwrap()));
+    for round in 0..ROUNDS {
+        // A random moment: after 20–400 acknowledged writes of this round.
+        let kill_after = rand::random_range(20..400);
+        let child = Command::new(&exe)
+            .args([
+                "--exact",
+                "durability_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(DIR_ENV, dir.path())
+            .env(ROUND_ENV, round.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the child");
+        let mut child = KillOnDrop(child);
+        let stdout = child.0.stdout.take().unwrap();
+        let before = acked.len();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("ACK ") {
+                let (key, rev) = rest.split_once(' ').unwrap();
+                acked.push((key.to_owned(), rev.parse().unwrap()));
+            }
+            if acked.len() - before >= kill_after || Instant::now() > deadline {
+                break;
+            }
         }
-        if acked.len() >= 300 || Instant::now() > deadline {
-            break;
-        }
+        assert!(
+            acked.len() - before >= kill_after,
+            "round {round}: the child acknowledged only {} writes",
+            acked.len() - before
+        );
+        // SIGKILL, mid-stream: the child is still writing.
+        child.0.kill().unwrap();
+        let status = child.0.wait().unwrap();
+        assert!(
+            !status.success(),
+            "the child must have been killed, not exited"
+        );
+        // Every write acknowledged in any round so far is there, and revisions only grow.
+        check_acked(dir.path(), &acked);
     }
-    assert!(
-        acked.len() >= 300,
-        "the child acknowledged only {} writes",
-        acked.len()
-    );
-    // SIGKILL, mid-stream: the child is still writing.
-    child.0.kill().unwrap();
-    let status = child.0.wait().unwrap();
-    assert!(
-        !status.success(),
-        "the child must have been killed, not exited"
-    );
-
-    check_acked(dir.path(), &acked);
 }
 
 fn check_acked(path: &Path, acked: &[(String, u64)]) {
@@ -88,7 +98,8 @@ fn check_acked(path: &Path, acked: &[(String, u64)]) {
             assert_eq!(kv.mod_revision, *rev, "{key}");
             assert_eq!(kv.value, key.as_bytes(), "{key}");
         }
-        let next = store.create("/after-kill", Vec::new()).await.unwrap();
+        let marker = format!("/after-kill/{}", acked.len());
+        let next = store.create(&marker, Vec::new()).await.unwrap();
         assert!(next > max, "new revision {next} must exceed {max}");
     });
 }
@@ -100,16 +111,18 @@ fn durability_child() {
     let Some(dir) = std::env::var_os(DIR_ENV) else {
         return;
     };
+    let round = std::env::var(ROUND_ENV).unwrap_or_default();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
         let store = std::sync::Arc::new(SledStore::open(Path::new(&dir)).unwrap());
         let stop_at = Instant::now() + Duration::from_secs(60);
         let writers = (0..8).map(|w| {
             let store = store.clone();
+            let round = round.clone();
             tokio::spawn(async move {
                 let mut n = 0u64;
                 while Instant::now() < stop_at {
-                    let key = format!("/registry/durable/w{w}/{n:06}");
+                    let key = format!("/registry/durable/r{round}/w{w}/{n:06}");
                     let rev = store.create(&key, key.clone().into_bytes()).await.unwrap();
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "ACK {key} {rev}").unwrap();
