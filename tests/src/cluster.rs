@@ -22,6 +22,8 @@ pub struct Cluster {
     control: Option<Child>,
     /// `skiff-agent hollow` fleets by name prefix.
     hollows: Vec<(String, Child)>,
+    /// The etcd the control plane stores in, when it is not the embedded sled store.
+    etcd: Option<Child>,
     /// Extra flags for skiff-control (kept across restarts).
     control_args: Vec<String>,
 }
@@ -61,8 +63,45 @@ impl Cluster {
         Cluster::control_plane_with(tag, &[])
     }
 
+    /// Starts a Debian etcd on the namespace's 127.0.0.1:2379 (data under the cluster dir),
+    /// then a control plane storing in it.
+    pub fn control_plane_on_etcd(tag: &str, control_args: &[&str]) -> Cluster {
+        let mut args = vec!["--store", "etcd://127.0.0.1:2379"];
+        args.extend_from_slice(control_args);
+        Cluster::build(tag, &args, |cluster| {
+            let d = cluster.dir.path();
+            let mut cmd = cluster.ns.command("/usr/bin/etcd");
+            cmd.arg("--name=skiff")
+                .arg(format!("--data-dir={}", d.join("etcd").display()))
+                .arg("--listen-client-urls=http://127.0.0.1:2379")
+                .arg("--advertise-client-urls=http://127.0.0.1:2379")
+                .arg("--listen-peer-urls=http://127.0.0.1:2380")
+                .arg("--initial-advertise-peer-urls=http://127.0.0.1:2380")
+                .arg("--initial-cluster=skiff=http://127.0.0.1:2380");
+            cluster.etcd = Some(spawn(&mut cmd, &d.join("logs/etcd.log")));
+            wait_for("etcd to serve", Duration::from_secs(30), || {
+                let mut get = cluster.ns.command("/usr/bin/timeout");
+                get.args([
+                    "3",
+                    "/bin/busybox",
+                    "wget",
+                    "-qO-",
+                    "http://127.0.0.1:2379/health",
+                ]);
+                let out = run_with_timeout(get, Duration::from_secs(5));
+                out.stdout.contains("true").then_some(())
+            });
+        })
+    }
+
     /// Starts only the control plane, with extra flags for skiff-control.
     pub fn control_plane_with(tag: &str, control_args: &[&str]) -> Cluster {
+        Cluster::build(tag, control_args, |_| {})
+    }
+
+    /// Makes the namespace and directory, runs `before` (e.g. to start a store), then starts
+    /// the control plane.
+    fn build(tag: &str, control_args: &[&str], before: impl FnOnce(&mut Cluster)) -> Cluster {
         let ns = NetNs::new(tag);
         let dir = tempfile::Builder::new()
             .prefix("skiff-e2e-")
@@ -80,8 +119,10 @@ impl Cluster {
             agent: None,
             control: None,
             hollows: Vec::new(),
+            etcd: None,
             control_args: control_args.iter().map(|a| a.to_string()).collect(),
         };
+        before(&mut cluster);
         cluster.start_control();
         cluster
     }
@@ -178,6 +219,10 @@ impl Cluster {
         cmd.arg("--root-dir")
             .arg(self.dir.path().join("agent"))
             .args(["--cgroup-root", &self.cgroup_root])
+            // Socket LB on this cluster's subtree only (the default, the cgroup2 root, is
+            // shared by every test on the machine).
+            .arg("--lb-cgroup-root")
+            .arg(format!("/sys/fs/cgroup/unified/{}", self.cgroup_root))
             .arg("--bpffs-dir")
             .arg(&self.bpffs_dir);
     }
@@ -388,6 +433,9 @@ impl Drop for Cluster {
         let _ = self.cleanup_agent();
         if let Some(mut control) = self.control.take() {
             terminate(&mut control, Duration::from_secs(5));
+        }
+        if let Some(mut etcd) = self.etcd.take() {
+            terminate(&mut etcd, Duration::from_secs(5));
         }
         for (_, child) in self.children.iter_mut().rev() {
             terminate(child, Duration::from_secs(5));

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::paths::Paths;
 
+mod api;
 mod pods;
 mod scheduler;
 
@@ -46,9 +47,10 @@ impl BenchRow {
 
 pub fn bench(paths: &Paths, name: &str) -> Result<()> {
     let rows = match name {
+        "api" => api::run(paths)?,
         "pods" => pods::run(paths)?,
         "scheduler" => scheduler::run(paths)?,
-        other => bail!("unknown benchmark {other:?}; known: pods, scheduler"),
+        other => bail!("unknown benchmark {other:?}; known: api, pods, scheduler"),
     };
     report(&paths.target(), name, &rows).map(|_| ())
 }
