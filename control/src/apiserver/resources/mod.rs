@@ -19,6 +19,7 @@ pub mod pods;
 mod rbac;
 mod revisions;
 pub mod scale;
+pub mod scheduling;
 pub mod services;
 mod workloads;
 
@@ -265,6 +266,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     rbac::ROLEBINDINGS,
     rbac::CLUSTERROLES,
     rbac::CLUSTERROLEBINDINGS,
+    scheduling::PRIORITYCLASSES,
 ];
 
 /// Looks a resource up by group and plural name (or, failing that, a short name).
@@ -320,6 +322,7 @@ mod tests {
                 ("policy", "v1"),
                 ("events.k8s.io", "v1"),
                 ("rbac.authorization.k8s.io", "v1"),
+                ("scheduling.k8s.io", "v1"),
             ]
         );
     }
