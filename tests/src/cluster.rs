@@ -24,6 +24,8 @@ pub struct Cluster {
     hollows: Vec<(String, Child)>,
     /// The etcd the control plane stores in, when it is not the embedded sled store.
     etcd: Option<Child>,
+    /// Whether an agent ever ran (only then is there anything for `skiff-agent cleanup`).
+    agent_started: bool,
     /// Extra flags for skiff-control (kept across restarts).
     control_args: Vec<String>,
 }
@@ -120,6 +122,7 @@ impl Cluster {
             control: None,
             hollows: Vec::new(),
             etcd: None,
+            agent_started: false,
             control_args: control_args.iter().map(|a| a.to_string()).collect(),
         };
         before(&mut cluster);
@@ -213,6 +216,7 @@ impl Cluster {
             .arg(d.join("registries.yaml"));
         self.node_args(&mut cmd);
         self.agent = Some(spawn(&mut cmd, &d.join("logs/agent.log")));
+        self.agent_started = true;
     }
 
     fn node_args(&self, cmd: &mut Command) {
@@ -430,7 +434,9 @@ impl Drop for Cluster {
             let _ = child.wait();
         }
         self.stop_agent();
-        let _ = self.cleanup_agent();
+        if self.agent_started {
+            let _ = self.cleanup_agent();
+        }
         if let Some(mut control) = self.control.take() {
             terminate(&mut control, Duration::from_secs(5));
         }
