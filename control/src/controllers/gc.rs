@@ -120,8 +120,8 @@ fn owner_def(r: &OwnerReference) -> Option<&'static ResourceDef> {
         .api_version
         .rsplit_once('/')
         .unwrap_or(("", &r.api_version));
-    resources::RESOURCES
-        .iter()
+    resources::all()
+        .into_iter()
         .find(|d| d.group == group && d.version == version && d.kind == r.kind)
 }
 

@@ -1,6 +1,6 @@
 //! Discovery documents: legacy (`APIVersions`, `APIGroupList`, `APIGroup`, `APIResourceList`)
 //! and aggregated (`APIGroupDiscoveryList`, apidiscovery.k8s.io v2 and v2beta1), all generated
-//! from the resource table.
+//! from the resource table and the custom resources of established CRDs.
 
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::request::Target;
 use super::{json_response, json_response_typed};
-use crate::apiserver::resources::{self, RESOURCES, ResourceDef, STANDARD_VERBS};
+use crate::apiserver::resources::{self, ResourceDef, STANDARD_VERBS};
 
 fn group_version(group: &str, version: &str) -> String {
     if group.is_empty() {
@@ -86,8 +86,8 @@ fn aggregated_list(core: bool, version: &str) -> Value {
         .into_iter()
         .filter(|(g, _)| g.is_empty() == core)
         .map(|(g, v)| {
-            let res: Vec<Value> = RESOURCES
-                .iter()
+            let res: Vec<Value> = resources::all()
+                .into_iter()
                 .filter(|r| r.group == g && r.version == v)
                 .map(discovery_resource)
                 .collect();
@@ -122,8 +122,8 @@ fn api_group(group: &str) -> Value {
 
 fn resource_list(group: &str, version: &str) -> Value {
     let mut list = Vec::new();
-    for def in RESOURCES
-        .iter()
+    for def in resources::all()
+        .into_iter()
         .filter(|r| r.group == group && r.version == version)
     {
         let mut r = json!({

@@ -18,6 +18,7 @@ use super::registry::Registry;
 use super::streams::NodeStreams;
 
 mod channel;
+mod custom;
 mod discovery;
 mod exec;
 mod handlers;
@@ -45,6 +46,7 @@ pub fn router(
     auth: Auth,
     version_minor: u32,
 ) -> Router {
+    crate::apiserver::crd::spawn(registry.clone());
     let state = ApiState {
         registry,
         node_streams,
@@ -152,7 +154,7 @@ async fn dispatch(State(state): State<ApiState>, req: Request) -> Response {
     } else {
         match request::parse_path(path) {
             Ok(request::Target::Resource(r)) => {
-                handlers::resource(&state, method, r, query, &headers, body).await
+                custom::serve(&state, method, r, query, &headers, body).await
             }
             Ok(other) if method == Method::GET => Ok(discovery::serve(other, &headers)),
             Ok(_) => Err(ApiError::method_not_allowed(

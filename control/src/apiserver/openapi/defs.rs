@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::catalog::{Catalog, DEFS_PREFIX};
+use crate::apiserver::crd::custom_kind;
 use crate::apiserver::resources::ResourceDef;
 
 pub(crate) const STATUS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Status";
 pub(crate) const DELETE_OPTIONS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions";
 const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
+const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
 
 /// A `$ref` to a definition, in the catalog's form.
 pub(crate) fn def_ref(name: &str) -> Value {
@@ -22,6 +24,7 @@ pub(crate) fn def_ref(name: &str) -> Value {
 pub(crate) fn names(def: &ResourceDef) -> (String, String) {
     let kind = match Catalog::get().kind(def.group, def.version, def.kind) {
         Some(k) => k.name.clone(),
+        None if custom_kind(def).is_some() => custom_name(def),
         None => fallback_name(def),
     };
     let list = format!("{kind}List");
@@ -36,6 +39,40 @@ fn fallback_name(def: &ResourceDef) -> String {
         def.group
     };
     format!("io.k8s.skiff.{group}.{}.{}", def.version, def.kind)
+}
+
+/// A custom resource's definition name as upstream publishes it (`com.example.stable.v1.CronTab`).
+fn custom_name(def: &ResourceDef) -> String {
+    let reversed: Vec<&str> = def.group.rsplit('.').collect();
+    format!("{}.{}.{}", reversed.join("."), def.version, def.kind)
+}
+
+/// A custom resource's schema with the fields every object has (apiVersion, kind, metadata).
+fn custom_schema(schema: &Value) -> Value {
+    let catalog = Catalog::get();
+    let doc = |field: &str| catalog.defs[STATUS]["properties"][field]["description"].clone();
+    let mut s = schema.clone();
+    if !s.is_object() {
+        s = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    }
+    let props = s
+        .as_object_mut()
+        .map(|o| o.entry("properties").or_insert_with(|| json!({})));
+    if let Some(Value::Object(p)) = props {
+        p.insert(
+            "apiVersion".into(),
+            json!({"description": doc("apiVersion"), "type": "string"}),
+        );
+        p.insert(
+            "kind".into(),
+            json!({"description": doc("kind"), "type": "string"}),
+        );
+        p.insert(
+            "metadata".into(),
+            json!({"allOf": [def_ref(OBJECT_META)], "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"}),
+        );
+    }
+    s
 }
 
 fn gvk(def: &ResourceDef, kind: &str) -> Value {
@@ -104,8 +141,12 @@ pub(crate) fn definitions(resources: &[&ResourceDef]) -> BTreeMap<String, Value>
     let mut out: BTreeMap<String, Value> = BTreeMap::new();
     for r in resources {
         let (kind, list) = names(r);
+        let custom = custom_kind(r);
         let mut schema = match catalog.defs.get(&kind) {
             Some(s) => s.clone(),
+            None if custom.is_some() => {
+                custom_schema(&custom.map(|k| k.schema.clone()).unwrap_or_default())
+            }
             None => json!({
                 "description": format!("{} (schema not published by this server).", r.kind),
                 "type": "object",

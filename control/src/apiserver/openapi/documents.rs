@@ -1,9 +1,9 @@
-//! The served documents, computed once: the OpenAPI v3 index and one v3 document per served
+//! The served documents, computed once per set of served kinds: the OpenAPI v3 index and one v3 document per served
 //! group-version, and the Swagger 2.0 document (JSON and gnostic protobuf), each with the hash
 //! that names it (upper-case SHA-512 hex, as upstream).
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 
 use prost::Message;
 use serde_json::{Map, Value, json};
@@ -13,7 +13,8 @@ use super::catalog::DEFS_PREFIX;
 use super::defs::definitions;
 use super::gnostic;
 use super::paths::{prefix, resource_paths, tag, v2_item, v3_item};
-use crate::apiserver::resources::{self, RESOURCES, ResourceDef};
+use crate::apiserver::crd::kinds;
+use crate::apiserver::resources::{self, ResourceDef};
 
 /// One document's bytes and hash.
 #[derive(Debug, Clone)]
@@ -52,8 +53,8 @@ pub(crate) fn gv_key(group: &str, version: &str) -> String {
 const INFO_VERSION: &str = "v1.33.0";
 
 fn served(group: &str, version: &str) -> Vec<&'static ResourceDef> {
-    RESOURCES
-        .iter()
+    resources::all()
+        .into_iter()
         .filter(|r| r.group == group && r.version == version)
         .collect()
 }
@@ -111,7 +112,7 @@ fn v3_document(group: &str, version: &str) -> Value {
 }
 
 fn v2_document() -> Value {
-    let all: Vec<&ResourceDef> = RESOURCES.iter().collect();
+    let all: Vec<&ResourceDef> = resources::all();
     let mut paths = Map::new();
     for r in &all {
         let t = tag(r.group, r.version);
@@ -135,10 +136,19 @@ fn v2_document() -> Value {
 }
 
 impl Documents {
-    /// The documents (computed on first use; the resource table is static).
-    pub fn get() -> &'static Documents {
-        static DOCS: OnceLock<Documents> = OnceLock::new();
-        DOCS.get_or_init(Documents::build)
+    /// The documents, computed on first use and again after the custom kinds change.
+    pub fn get() -> Arc<Documents> {
+        static DOCS: Mutex<Option<(u64, Arc<Documents>)>> = Mutex::new(None);
+        let mut cache = DOCS.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = kinds::generation();
+        match cache.as_ref() {
+            Some((g, docs)) if *g == generation => docs.clone(),
+            _ => {
+                let docs = Arc::new(Documents::build());
+                *cache = Some((generation, docs.clone()));
+                docs
+            }
+        }
     }
 
     fn build() -> Documents {

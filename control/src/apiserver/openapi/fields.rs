@@ -60,13 +60,18 @@ pub fn check_unknown_fields(
     obj: &mut Value,
 ) -> Result<Warnings, ApiError> {
     let mode = FieldValidation::parse(directive)?;
-    let (name, _) = names(def);
-    let catalog = Catalog::get();
-    let Some(schema) = catalog.defs.get(&name) else {
-        return Ok(Warnings::default());
+    let unknown = if let Some(kind) = crate::apiserver::crd::custom_kind(def) {
+        crate::apiserver::crd::schema::prune(&kind.schema, obj)
+    } else {
+        let (name, _) = names(def);
+        let catalog = Catalog::get();
+        let Some(schema) = catalog.defs.get(&name) else {
+            return Ok(Warnings::default());
+        };
+        let mut unknown = Vec::new();
+        prune(catalog, schema, obj, "", &mut unknown);
+        unknown
     };
-    let mut unknown = Vec::new();
-    prune(catalog, schema, obj, "", &mut unknown);
     let messages: Vec<String> = unknown
         .iter()
         .map(|f| format!("unknown field \"{f}\""))

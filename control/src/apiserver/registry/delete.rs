@@ -220,7 +220,7 @@ impl Registry {
     /// Deletes everything namespaced inside a deleted namespace (best effort; full namespace
     /// lifecycle with a Terminating phase comes later).
     async fn delete_namespace_contents(&self, namespace: &str) {
-        for def in resources::RESOURCES.iter().filter(|d| d.namespaced) {
+        for def in resources::all().into_iter().filter(|d| d.namespaced) {
             let Ok(list) = self
                 .list_json(def, Some(namespace), &ListParams::default())
                 .await

@@ -267,23 +267,35 @@ pub static RESOURCES: &[ResourceDef] = &[
     rbac::CLUSTERROLES,
     rbac::CLUSTERROLEBINDINGS,
     scheduling::PRIORITYCLASSES,
+    crate::apiserver::crd::CUSTOMRESOURCEDEFINITIONS,
 ];
 
-/// Looks a resource up by group and plural name (or, failing that, a short name).
+/// Looks a resource up by group, version and plural name: the static table first, then the
+/// custom resources of established CRDs.
 pub fn find(group: &str, version: &str, resource: &str) -> Option<&'static ResourceDef> {
     RESOURCES
         .iter()
         .find(|r| r.group == group && r.version == version && r.plural == resource)
+        .or_else(|| crate::apiserver::crd::kinds::find(group, version, resource))
 }
 
-/// Looks a resource up by group and plural only (for the typed API).
+/// Looks a resource up by group and plural only (for the typed API; a custom resource's
+/// storage version).
 pub fn find_plural(group: &str, plural: &str) -> Option<&'static ResourceDef> {
     RESOURCES
         .iter()
         .find(|r| r.group == group && r.plural == plural)
+        .or_else(|| crate::apiserver::crd::kinds::find_plural(group, plural))
 }
 
-/// The served group-versions, core (`""`) first.
+/// Every served resource: the static table, then each served version of each custom resource.
+pub fn all() -> Vec<&'static ResourceDef> {
+    let mut out: Vec<&'static ResourceDef> = RESOURCES.iter().collect();
+    out.extend(crate::apiserver::crd::kinds::all().iter().map(|k| k.def));
+    out
+}
+
+/// The served group-versions, core (`""`) first, custom resources' last.
 pub fn group_versions() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
     for r in RESOURCES {
@@ -292,6 +304,11 @@ pub fn group_versions() -> Vec<(&'static str, &'static str)> {
         }
     }
     out.sort_by_key(|(g, _)| !g.is_empty());
+    for gv in crate::apiserver::crd::kinds::group_versions() {
+        if !out.contains(&gv) {
+            out.push(gv);
+        }
+    }
     out
 }
 
@@ -312,8 +329,8 @@ mod tests {
         assert_eq!(leases.list_kind(), "LeaseList");
         assert!(find("", "v1", "leases").is_none());
         assert_eq!(
-            group_versions(),
-            vec![
+            group_versions()[..10],
+            [
                 ("", "v1"),
                 ("coordination.k8s.io", "v1"),
                 ("apps", "v1"),
@@ -323,6 +340,7 @@ mod tests {
                 ("events.k8s.io", "v1"),
                 ("rbac.authorization.k8s.io", "v1"),
                 ("scheduling.k8s.io", "v1"),
+                ("apiextensions.k8s.io", "v1"),
             ]
         );
     }
