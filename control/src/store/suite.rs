@@ -19,6 +19,7 @@ macro_rules! store_suite {
             update_compares_and_swaps,
             delete_returns_last_value_and_checks_revision,
             list_pages_through_a_prefix,
+            large_lists_come_whole_and_in_order,
             watch_replays_then_goes_live,
             watch_from_zero_starts_now,
             watch_has_no_gap_or_duplicate_at_the_seam,
@@ -118,6 +119,46 @@ pub async fn delete_returns_last_value_and_checks_revision(store: Arc<dyn Store>
     // The key can be created again, with a new create revision.
     let r2 = store.create(key, b"again".to_vec()).await.unwrap();
     assert_eq!(store.get(key).await.unwrap().unwrap().create_revision, r2);
+}
+
+/// Lists larger than one backend read (etcd reads in chunks) come whole, in key order, at one
+/// revision; a limit still cuts them exactly.
+pub async fn large_lists_come_whole_and_in_order(store: Arc<dyn Store>) {
+    let n = 1234;
+    join_all((0..n).map(|i| {
+        let store = store.clone();
+        async move {
+            store
+                .create(&format!("/registry/configmaps/big/c{i:05}"), vec![0; 600])
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    let all = store
+        .list("/registry/configmaps/big/", ListOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), n);
+    assert!(!all.more);
+    let keys: Vec<&str> = all.items.iter().map(|kv| kv.key.as_str()).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    assert!(all.items.iter().all(|kv| kv.mod_revision <= all.revision));
+    let limited = store
+        .list(
+            "/registry/configmaps/big/",
+            ListOptions {
+                limit: Some(700),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(limited.items.len(), 700);
+    assert!(limited.more);
+    assert_eq!(limited.items[699].key, "/registry/configmaps/big/c00699");
 }
 
 pub async fn list_pages_through_a_prefix(store: Arc<dyn Store>) {

@@ -32,6 +32,9 @@ use tracing::{debug, info, warn};
 
 use super::{KeyValue, ListOptions, ListResult, Revision, Store, StoreError, WatchStream};
 
+/// Keys read per etcd range request when listing.
+const LIST_CHUNK: usize = 500;
+
 /// How to reach etcd and how much history to keep.
 #[derive(Debug, Clone)]
 pub struct EtcdOptions {
@@ -293,38 +296,55 @@ impl Store for EtcdStore {
             }
             None => full_prefix.clone().into_bytes(),
         };
-        let mut get = GetOptions::new().with_range(prefix_end(&full_prefix));
-        if let Some(limit) = options.limit {
-            // etcd reads limit 0 as "no limit"; ask for one and drop it.
-            get = get.with_limit(limit.max(1) as i64);
-        }
-        if let Some(rev) = revision.filter(|r| *r > 0) {
-            get = get.with_revision(rev as i64);
-        }
-        let resp = match inner.client.kv_client().get(start, Some(get)).await {
-            Ok(resp) => resp,
-            Err(e) if is_compacted(&e) => {
-                let requested = revision.unwrap_or_default();
-                let known = inner.compacted.load(Ordering::Acquire);
-                return Err(StoreError::Compacted {
-                    requested,
-                    oldest: known.max(requested + 1),
-                });
+        // Read in chunks pinned to one revision: a single range of many objects would exceed
+        // the gRPC message limit (4 MiB) and hold etcd busy.
+        let mut pinned = revision.filter(|r| *r > 0);
+        let mut start = start;
+        let mut items: Vec<KeyValue> = Vec::new();
+        let mut header = 0;
+        let more = loop {
+            // etcd reads limit 0 as "no limit"; ask for at least one (and one extra to learn
+            // whether more follow a limited list).
+            let want = options.limit.map_or(LIST_CHUNK, |l| {
+                (l + 1).saturating_sub(items.len()).clamp(1, LIST_CHUNK)
+            });
+            let mut get = GetOptions::new()
+                .with_range(prefix_end(&full_prefix))
+                .with_limit(want as i64);
+            if let Some(rev) = pinned {
+                get = get.with_revision(rev as i64);
             }
-            Err(e) => return Err(engine(e)),
+            let resp = match inner.client.kv_client().get(start.clone(), Some(get)).await {
+                Ok(resp) => resp,
+                Err(e) if is_compacted(&e) => {
+                    let requested = pinned.unwrap_or_default();
+                    let known = inner.compacted.load(Ordering::Acquire);
+                    return Err(StoreError::Compacted {
+                        requested,
+                        oldest: known.max(requested + 1),
+                    });
+                }
+                Err(e) => return Err(engine(e)),
+            };
+            header = inner.seen(resp.header());
+            pinned.get_or_insert(header);
+            items.extend(resp.kvs().iter().map(|kv| inner.kv(kv)));
+            if let Some(limit) = options.limit
+                && items.len() > limit
+            {
+                items.truncate(limit);
+                break true;
+            }
+            let Some(last) = resp.kvs().last().filter(|_| resp.more()) else {
+                break false;
+            };
+            start = last.key().to_vec();
+            start.push(0);
         };
-        let header = inner.seen(resp.header());
-        let mut items: Vec<KeyValue> = resp.kvs().iter().map(|kv| inner.kv(kv)).collect();
-        let mut more = resp.more();
-        if let Some(limit) = options.limit
-            && items.len() > limit
-        {
-            items.truncate(limit);
-            more = true;
-        }
         Ok(ListResult {
             items,
-            revision: revision.filter(|r| *r > 0).unwrap_or(header),
+            // The revision the first chunk read at (later headers show etcd's newest).
+            revision: pinned.unwrap_or(header),
             more,
         })
     }
