@@ -14,12 +14,15 @@ use prost_types::{
     DescriptorProto, FieldDescriptorProto, FileDescriptorProto, FileDescriptorSet, MessageOptions,
 };
 
+#[path = "build/list_meta.rs"]
+mod list_meta;
 #[path = "build/patch_meta.rs"]
 mod patch_meta;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=build/patch_meta.rs");
+    println!("cargo:rerun-if-changed=build/list_meta.rs");
     let lock = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../Cargo.lock");
     println!("cargo:rerun-if-changed={}", lock.display());
     let lock = std::fs::read_to_string(&lock).expect("read the workspace Cargo.lock");
@@ -30,6 +33,7 @@ fn main() {
     let mut files: BTreeMap<String, FileDescriptorProto> = BTreeMap::new();
     let mut api_versions: BTreeMap<String, String> = BTreeMap::new();
     let mut patch_meta: Vec<patch_meta::Entry> = Vec::new();
+    let (mut list_fields, mut atomic_structs) = (Vec::new(), Vec::new());
     for module in rust_files(&pb)
         .into_iter()
         .filter(|p| p.file_name().is_some_and(|n| n == "mod.rs"))
@@ -49,6 +53,13 @@ fn main() {
         }
         let package = format!("k8s.io.{}", rel.join("."));
         patch_meta::collect(&text, &package, &messages, &mut patch_meta);
+        list_meta::collect(
+            &text,
+            &package,
+            &messages,
+            &mut list_fields,
+            &mut atomic_structs,
+        );
         // The apiVersion of the package's kinds, from k8s-pb's `Resource` impls.
         for line in text.lines() {
             if let Some(v) = line
@@ -99,6 +110,11 @@ fn main() {
     std::fs::write(
         out.join("k8s_patch_meta.rs"),
         patch_meta::render(&patch_meta),
+    )
+    .unwrap();
+    std::fs::write(
+        out.join("k8s_list_meta.rs"),
+        list_meta::render(&list_fields, &atomic_structs),
     )
     .unwrap();
 }

@@ -49,6 +49,16 @@ pub enum ApiError {
     /// 410
     #[error("{message}")]
     Gone { message: String },
+    /// 410 Expired (a list continue token too old to read at its revision)
+    #[error("{message}")]
+    Expired { message: String },
+    /// 409 Conflict of a server-side apply: one `(field, message)` cause per conflicting field
+    /// (`FieldManagerConflict`)
+    #[error("{message}")]
+    ApplyConflict {
+        message: String,
+        causes: Vec<(String, String)>,
+    },
     /// 415
     #[error("{message}")]
     UnsupportedMediaType { message: String },
@@ -198,8 +208,10 @@ impl ApiError {
             ApiError::NotFound { .. } => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::NotAcceptable { .. } => 406,
-            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
-            ApiError::Gone { .. } => 410,
+            ApiError::AlreadyExists { .. }
+            | ApiError::Conflict { .. }
+            | ApiError::ApplyConflict { .. } => 409,
+            ApiError::Gone { .. } | ApiError::Expired { .. } => 410,
             ApiError::UnsupportedMediaType { .. } => 415,
             ApiError::Invalid { .. } => 422,
             ApiError::Internal { .. } => 500,
@@ -216,8 +228,9 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
             ApiError::NotAcceptable { .. } => "NotAcceptable",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Gone { .. } => "Gone",
+            ApiError::Expired { .. } => "Expired",
             ApiError::UnsupportedMediaType { .. } => "UnsupportedMediaType",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::Internal { .. } => "InternalError",
@@ -240,13 +253,28 @@ impl ApiError {
             }
             _ => None,
         };
-        let details = subject.map(|s| StatusDetails {
+        let mut details = subject.map(|s| StatusDetails {
             name: Some(s.name.clone()),
             group: (!s.group.is_empty()).then(|| s.group.clone()),
             kind: Some(s.kind.clone()),
             causes,
             ..Default::default()
         });
+        if let ApiError::ApplyConflict { causes, .. } = self {
+            details = Some(StatusDetails {
+                causes: Some(
+                    causes
+                        .iter()
+                        .map(|(field, message)| StatusCause {
+                            field: Some(field.clone()),
+                            message: Some(message.clone()),
+                            reason: Some("FieldManagerConflict".into()),
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            });
+        }
         Status {
             code: Some(i32::from(self.code())),
             details,

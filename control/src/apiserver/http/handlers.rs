@@ -10,7 +10,10 @@ use super::request::{Query, Representation, ResourcePath, decode_body, negotiate
 use super::{ApiState, json_response, logs, scale, watch};
 use crate::apiserver::error::ApiError;
 use crate::apiserver::openapi::{Warnings, check_unknown_fields};
-use crate::apiserver::registry::{JsonList, PatchType, Subresource, WriteParams};
+use crate::apiserver::registry::{
+    FieldManager, JsonList, PatchType, Subresource, WriteParams, apply::manager_required,
+    is_apply_content_type,
+};
 use crate::apiserver::resources::ResourceDef;
 use crate::apiserver::table::table;
 
@@ -74,6 +77,17 @@ fn write_params(q: &Query) -> Result<WriteParams, ApiError> {
     })
 }
 
+/// The writer recorded in `managedFields`: `fieldManager`, else the User-Agent's product.
+pub(super) fn field_manager(
+    q: &Query,
+    headers: &HeaderMap,
+) -> Result<Option<FieldManager>, ApiError> {
+    let ua = headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    FieldManager::from_request(q.get("fieldManager"), ua)
+}
+
 /// Handles one request on a resource path.
 pub async fn resource(
     state: &ApiState,
@@ -101,7 +115,10 @@ pub async fn resource(
                 }
                 let mut obj = decode_body(headers, &body)?;
                 let warnings = check_unknown_fields(def, q.get("fieldValidation"), &mut obj)?;
-                let created = reg.create_json(def, ns, obj, write_params(&q)?).await?;
+                let manager = field_manager(&q, headers)?;
+                let created = reg
+                    .create_json_as(def, ns, obj, write_params(&q)?, manager)
+                    .await?;
                 Ok(warnings.attach(object_response(StatusCode::CREATED, def, &created, repr)))
             }
             Method::DELETE => {
@@ -264,9 +281,10 @@ async fn put(
 ) -> Result<Response, ApiError> {
     let mut obj = decode_body(headers, body)?;
     let warnings = check_unknown_fields(def, q.get("fieldValidation"), &mut obj)?;
+    let manager = field_manager(q, headers)?;
     let updated = state
         .registry
-        .update_json(def, ns, name, obj, sub, write_params(q)?)
+        .update_json_as(def, ns, name, obj, sub, write_params(q)?, manager)
         .await?;
     Ok(warnings.attach(object_response(StatusCode::OK, def, &updated, repr)))
 }
@@ -287,6 +305,9 @@ async fn patch(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    if is_apply_content_type(ct) {
+        return apply(state, def, (ns, name), sub, q, body, repr).await;
+    }
     let kind =
         PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
     let mut patch: Value = serde_json::from_slice(body)
@@ -295,9 +316,50 @@ async fn patch(
         PatchType::Json => Warnings::default(),
         _ => check_unknown_fields(def, q.get("fieldValidation"), &mut patch)?,
     };
+    let manager = field_manager(q, headers)?;
     let obj = state
         .registry
-        .patch_json(def, ns, name, kind, &patch, sub, write_params(q)?)
+        .patch_json_as(def, ns, name, kind, &patch, sub, write_params(q)?, manager)
         .await?;
     Ok(warnings.attach(object_response(StatusCode::OK, def, &obj, repr)))
+}
+
+/// Server-side apply: the body is the applied configuration (YAML or JSON); `fieldManager` is
+/// required, `force=true` takes conflicting fields over. 201 when the apply created the object.
+async fn apply(
+    state: &ApiState,
+    def: &'static ResourceDef,
+    (ns, name): (Option<&str>, &str),
+    sub: Subresource,
+    q: &Query,
+    body: &[u8],
+    repr: Representation,
+) -> Result<Response, ApiError> {
+    let manager = match q.get("fieldManager").filter(|m| !m.is_empty()) {
+        Some(m) => FieldManager::new(m)?,
+        None => return Err(manager_required()),
+    };
+    let mut config: Value = serde_yaml::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    let warnings = check_unknown_fields(def, q.get("fieldValidation"), &mut config)?;
+    let existed = state.registry.get_json(def, ns, name).await.is_ok();
+    let obj = state
+        .registry
+        .apply_json(
+            def,
+            ns,
+            name,
+            &config,
+            q.flag("force"),
+            sub,
+            write_params(q)?,
+            Some(manager),
+        )
+        .await?;
+    let code = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(warnings.attach(object_response(code, def, &obj, repr)))
 }

@@ -41,9 +41,14 @@ pub async fn serve(
             let scale = decode_body(headers, body)?;
             check_name(&scale, name)?;
             let precondition = object::resource_version(&scale)?;
-            write(state, def, ns, name, params, precondition, |_| {
-                Ok(scale.clone())
-            })
+            write(
+                state,
+                (def, ns, name),
+                (q, headers),
+                params,
+                precondition,
+                |_| Ok(scale.clone()),
+            )
             .await
         }
         Method::PATCH => {
@@ -55,11 +60,18 @@ pub async fn serve(
                 .ok_or_else(|| ApiError::unsupported_media_type(ct))?;
             let patch: Value = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-            write(state, def, ns, name, params, None, |current| {
-                let mut scale = current.clone();
-                apply(&mut scale, kind, &patch)?;
-                Ok(scale)
-            })
+            write(
+                state,
+                (def, ns, name),
+                (q, headers),
+                params,
+                None,
+                |current| {
+                    let mut scale = current.clone();
+                    apply(&mut scale, kind, &patch)?;
+                    Ok(scale)
+                },
+            )
             .await
         }
         _ => Err(ApiError::method_not_allowed(
@@ -99,14 +111,14 @@ fn apply(scale: &mut Value, kind: PatchType, patch: &Value) -> Result<(), ApiErr
 /// Reads the workload, computes the new Scale from the current one, and writes the replicas.
 async fn write(
     state: &ApiState,
-    def: &'static ResourceDef,
-    ns: Option<&str>,
-    name: &str,
+    (def, ns, name): (&'static ResourceDef, Option<&str>, &str),
+    (q, headers): (&Query, &HeaderMap),
     params: WriteParams,
     precondition: Option<crate::store::Revision>,
     new_scale: impl Fn(&Value) -> Result<Value, ApiError>,
 ) -> Result<Response, ApiError> {
     let reg = &state.registry;
+    let manager = super::handlers::field_manager(q, headers)?.map(|m| m.via("scale"));
     for _ in 0..RETRIES {
         let mut obj = reg.get_json(def, ns, name).await?;
         let current_rv = object::resource_version(&obj)?;
@@ -116,7 +128,7 @@ async fn write(
         let scale = new_scale(&scale_of(&obj))?;
         obj["spec"]["replicas"] = Value::from(requested_replicas(def, name, &scale)?);
         match reg
-            .update_json(def, ns, name, obj, Subresource::Main, params)
+            .update_json_as(def, ns, name, obj, Subresource::Main, params, manager)
             .await
         {
             Ok(updated) => return Ok(json_response(StatusCode::OK, &scale_of(&updated))),

@@ -14,14 +14,16 @@ use super::selectors::{FieldSelector, LabelSelector};
 use super::validation::validate_metadata;
 use crate::store::{ListOptions, Revision, Store, StoreError};
 
+pub mod apply;
 mod delete;
 pub mod object;
 mod patch;
 mod typed;
 mod watch;
 
+pub use apply::FieldManager;
 pub use delete::{DeleteParams, Preconditions};
-pub use patch::PatchType;
+pub use patch::{PatchType, is_apply_content_type};
 pub use typed::{ObjectList, TypedWatchStream, WatchEvent};
 pub use watch::{JsonWatchEvent, WatchEventType, WatchStream};
 
@@ -125,6 +127,13 @@ fn map_store(def: &ResourceDef, name: &str, e: StoreError) -> ApiError {
     }
 }
 
+/// The 410 upstream answers a `continue` token whose revision was compacted.
+fn continue_expired() -> ApiError {
+    ApiError::Expired {
+        message: "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.".into(),
+    }
+}
+
 fn invalid(def: &ResourceDef, obj: &Value, errs: Vec<FieldError>) -> Result<(), ApiError> {
     if errs.is_empty() {
         Ok(())
@@ -191,6 +200,7 @@ impl Registry {
                 Err(e) => return Err(e),
             }
         }
+        resources::scheduling::ensure_system_classes(&registry).await?;
         Ok(registry)
     }
 
@@ -254,7 +264,9 @@ impl Registry {
         }
     }
 
-    /// Objects in one namespace (or all, with `None`), filtered and paged.
+    /// Objects in one namespace (or all, with `None`), filtered and paged. The pages after the
+    /// first read at the first page's revision (its `continue` token carries it); one that was
+    /// compacted since is 410 Expired.
     pub async fn list_json(
         &self,
         def: &ResourceDef,
@@ -263,24 +275,32 @@ impl Registry {
     ) -> Result<JsonList, ApiError> {
         let sel = Selectors::parse(def, params)?;
         let prefix = def.prefix(namespace);
-        let mut start_after = match params.continue_token.as_deref().filter(|t| !t.is_empty()) {
-            Some(t) => Some(object::decode_continue(t, &prefix)?),
-            None => None,
-        };
+        let (mut start_after, mut revision) =
+            match params.continue_token.as_deref().filter(|t| !t.is_empty()) {
+                Some(t) => {
+                    let (start, rev) = object::decode_continue_at(t, &prefix)?;
+                    (Some(start), Some(rev))
+                }
+                None => (None, None),
+            };
         let limit = params.limit.filter(|l| *l > 0);
         let mut items = Vec::new();
-        let mut revision = None;
         loop {
             let page = self
                 .store
-                .list(
+                .list_at(
                     &prefix,
                     ListOptions {
                         start_after: start_after.clone(),
                         limit: limit.map(|l| l.max(64)),
                     },
+                    revision,
                 )
-                .await?;
+                .await
+                .map_err(|e| match e {
+                    StoreError::Compacted { .. } if revision.is_some() => continue_expired(),
+                    other => other.into(),
+                })?;
             let rev = *revision.get_or_insert(page.revision);
             let count = page.items.len();
             for (i, kv) in page.items.iter().enumerate() {
@@ -318,8 +338,21 @@ impl Registry {
         &self,
         def: &ResourceDef,
         namespace: Option<&str>,
+        obj: Value,
+        params: WriteParams,
+    ) -> Result<Value, ApiError> {
+        self.create_json_as(def, namespace, obj, params, None).await
+    }
+
+    /// [`Registry::create_json`] recorded in `managedFields` under `manager` (`None`: the
+    /// default manager).
+    pub async fn create_json_as(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
         mut obj: Value,
         params: WriteParams,
+        manager: Option<FieldManager>,
     ) -> Result<Value, ApiError> {
         object::set_type_meta(def, &mut obj)?;
         object::set_namespace(def, &mut obj, namespace)?;
@@ -349,6 +382,10 @@ impl Registry {
                 m.remove("generation");
             }
         }
+        // The Priority admission plugin (it reads PriorityClasses, so it runs here).
+        if def.group.is_empty() && def.plural == "pods" {
+            resources::scheduling::admit_pod_priority(self, &mut obj).await?;
+        }
         let _alloc = match def.strategy.allocate {
             Some(_) => Some(self.alloc_lock.lock().await),
             None => None,
@@ -371,6 +408,11 @@ impl Registry {
             }
             errs.extend((def.strategy.validate)(&obj));
             invalid(def, &obj, errs)?;
+            if !apply::is_applied(manager) {
+                let name = apply::manager_name(&manager);
+                let via = apply::subresource_of(&manager, Subresource::Main);
+                apply::record_update(def, None, &mut obj, name, (Subresource::Main, via));
+            }
             if def.namespaced {
                 let ns = object::namespace(&obj).unwrap_or_default().to_string();
                 self.require_namespace(&ns).await?;
@@ -422,9 +464,25 @@ impl Registry {
         def: &ResourceDef,
         namespace: Option<&str>,
         name: &str,
+        obj: Value,
+        sub: Subresource,
+        params: WriteParams,
+    ) -> Result<Value, ApiError> {
+        self.update_json_as(def, namespace, name, obj, sub, params, None)
+            .await
+    }
+
+    /// [`Registry::update_json`] recorded in `managedFields` under `manager`.
+    #[allow(clippy::too_many_arguments, reason = "the parts of a PUT request")]
+    pub async fn update_json_as(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        name: &str,
         mut obj: Value,
         sub: Subresource,
         params: WriteParams,
+        manager: Option<FieldManager>,
     ) -> Result<Value, ApiError> {
         object::set_type_meta(def, &mut obj)?;
         object::set_namespace(def, &mut obj, namespace)?;
@@ -444,7 +502,16 @@ impl Registry {
                 return Err(ApiError::conflict(def.group, def.plural, name));
             }
             match self
-                .write_update(def, namespace, name, obj.clone(), &old, rev, sub, params)
+                .write_update(
+                    def,
+                    namespace,
+                    name,
+                    obj.clone(),
+                    &old,
+                    (rev, sub),
+                    params,
+                    manager,
+                )
                 .await
             {
                 Err(ApiError::Conflict { .. }) if expected.is_none() => continue,
@@ -467,14 +534,18 @@ impl Registry {
         name: &str,
         mut new: Value,
         old: &Value,
-        rev: Revision,
-        sub: Subresource,
+        (rev, sub): (Revision, Subresource),
         params: WriteParams,
+        manager: Option<FieldManager>,
     ) -> Result<Value, ApiError> {
         if sub == Subresource::Status {
             let status = new["status"].take();
+            let managed = new["metadata"]["managedFields"].take();
             new = old.clone();
             new["status"] = status;
+            if apply::is_applied(manager) && !managed.is_null() {
+                new["metadata"]["managedFields"] = managed;
+            }
         } else if def.has_status() {
             new["status"] = old["status"].clone();
         }
@@ -500,6 +571,11 @@ impl Registry {
         if def.tracks_generation && new["spec"] != old["spec"] {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(0);
             new["metadata"]["generation"] = json!(g + 1);
+        }
+        if !apply::is_applied(manager) {
+            let name = apply::manager_name(&manager);
+            let via = apply::subresource_of(&manager, sub);
+            apply::record_update(def, Some(old), &mut new, name, (sub, via));
         }
         let mut errs = validate_metadata(&new, def.name_rule);
         errs.extend((def.strategy.validate)(&new));
@@ -596,5 +672,7 @@ impl Registry {
 
 #[cfg(test)]
 pub(crate) mod memstore;
+#[cfg(test)]
+mod paging_tests;
 #[cfg(test)]
 mod tests;

@@ -177,6 +177,11 @@ pub fn encode_continue(last_key: &str, revision: Revision) -> String {
 
 /// The key to continue after; it must lie under `prefix`.
 pub fn decode_continue(token: &str, prefix: &str) -> Result<String, ApiError> {
+    decode_continue_at(token, prefix).map(|(start, _)| start)
+}
+
+/// The key to continue after and the revision of the list's first page.
+pub fn decode_continue_at(token: &str, prefix: &str) -> Result<(String, Revision), ApiError> {
     let bad = || {
         ApiError::bad_request(
             "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
@@ -189,7 +194,7 @@ pub fn decode_continue(token: &str, prefix: &str) -> Result<String, ApiError> {
     if !t.start.starts_with(prefix) {
         return Err(bad());
     }
-    Ok(t.start)
+    Ok((t.start, t.rv))
 }
 
 #[cfg(test)]

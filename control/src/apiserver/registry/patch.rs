@@ -1,11 +1,12 @@
 //! PATCH: JSON merge patch (RFC 7386), JSON patch (RFC 6902, via the `json-patch` crate) and
 //! strategic merge patch (the `strategic` module, driven by the upstream patch metadata of each
 //! field). Kinds without an upstream type reject strategic merge patches with 415, as upstream
-//! does for custom resources.
+//! does for custom resources. Server-side apply (`application/apply-patch+yaml`) is the `apply`
+//! module's.
 
 use serde_json::Value;
 
-use super::{RETRIES, Registry, Subresource, WriteParams, object};
+use super::{FieldManager, RETRIES, Registry, Subresource, WriteParams, object};
 use crate::apiserver::error::ApiError;
 use crate::apiserver::resources::ResourceDef;
 
@@ -21,6 +22,12 @@ pub enum PatchType {
     Merge,
     /// `application/strategic-merge-patch+json`
     StrategicMerge,
+}
+
+/// The content type of a server-side apply (`application/apply-patch+yaml`; the CBOR form is
+/// not served).
+pub fn is_apply_content_type(ct: &str) -> bool {
+    ct.split(';').next().unwrap_or_default().trim() == "application/apply-patch+yaml"
 }
 
 impl PatchType {
@@ -106,6 +113,26 @@ impl Registry {
         sub: Subresource,
         params: WriteParams,
     ) -> Result<Value, ApiError> {
+        self.patch_json_as(def, namespace, name, kind, patch, sub, params, None)
+            .await
+    }
+
+    /// [`Registry::patch_json`] recorded in `managedFields` under `manager`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "mirrors the PATCH request's parts"
+    )]
+    pub async fn patch_json_as(
+        &self,
+        def: &ResourceDef,
+        namespace: Option<&str>,
+        name: &str,
+        kind: PatchType,
+        patch: &Value,
+        sub: Subresource,
+        params: WriteParams,
+        manager: Option<FieldManager>,
+    ) -> Result<Value, ApiError> {
         for _ in 0..RETRIES {
             let (old, rev) = self.get_with_revision(def, namespace, name).await?;
             let mut new = old.clone();
@@ -124,7 +151,7 @@ impl Registry {
             }
             let pinned = patch["metadata"]["resourceVersion"].is_string();
             match self
-                .write_update(def, namespace, name, new, &old, rev, sub, params)
+                .write_update(def, namespace, name, new, &old, (rev, sub), params, manager)
                 .await
             {
                 Err(ApiError::Conflict { .. }) if !pinned => continue,

@@ -301,7 +301,6 @@ impl Store for EtcdStore {
         let mut pinned = revision.filter(|r| *r > 0);
         let mut start = start;
         let mut items: Vec<KeyValue> = Vec::new();
-        let mut header = 0;
         let more = loop {
             // etcd reads limit 0 as "no limit"; ask for at least one (and one extra to learn
             // whether more follow a limited list).
@@ -326,7 +325,7 @@ impl Store for EtcdStore {
                 }
                 Err(e) => return Err(engine(e)),
             };
-            header = inner.seen(resp.header());
+            let header = inner.seen(resp.header());
             pinned.get_or_insert(header);
             items.extend(resp.kvs().iter().map(|kv| inner.kv(kv)));
             if let Some(limit) = options.limit
@@ -344,7 +343,7 @@ impl Store for EtcdStore {
         Ok(ListResult {
             items,
             // The revision the first chunk read at (later headers show etcd's newest).
-            revision: pinned.unwrap_or(header),
+            revision: pinned.unwrap_or_default(),
             more,
         })
     }
