@@ -31,6 +31,34 @@ enum Cmd {
     /// Back up or restore the embedded (sled) store, like `etcdctl snapshot`.
     #[command(subcommand)]
     Snapshot(SnapshotCmd),
+    /// Print a kubeconfig for USER with a fresh client certificate signed by the cluster CA
+    /// (CN = user, O = group), e.g. `skiff-control kubeconfig --user jane > jane.kubeconfig`.
+    Kubeconfig(KubeconfigArgs),
+}
+
+#[derive(Args)]
+struct KubeconfigArgs {
+    /// The user name (the certificate's CN).
+    #[arg(long)]
+    user: String,
+    /// The user's group (the certificate's O); one per certificate.
+    #[arg(long)]
+    group: Option<String>,
+    /// Where the server keeps its PKI.
+    #[arg(long, default_value = "/var/lib/skiff/control")]
+    data_dir: PathBuf,
+    /// The server URL to write.
+    #[arg(long, default_value = "https://127.0.0.1:6443")]
+    server: String,
+}
+
+fn kubeconfig(args: KubeconfigArgs) -> anyhow::Result<()> {
+    let pki = Pki::load_existing(&args.data_dir)?;
+    print!(
+        "{}",
+        pki.client_kubeconfig(&args.server, &args.user, args.group.as_deref())?
+    );
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -167,6 +195,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| args.data_dir.join("kubeconfig"));
     pki.write_kubeconfig(&kubeconfig, &server_url)?;
 
+    apiserver::authz::bootstrap::ensure_defaults(&registry).await?;
     let hub = StreamHub::default();
     let network = ClusterNetwork {
         cluster_cidr: args.cluster_cidr.clone(),
@@ -182,7 +211,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let api = apiserver::router(
         registry.clone(),
         Arc::new(hub),
-        apiserver::Auth::bearer_tokens(vec![pki.admin_token().to_string()]),
+        apiserver::Auth::for_cluster(&pki, registry.clone())?,
         args.version_minor,
     );
     // gRPC (the node protocol) and REST share the port; the node service checks its own token.
@@ -278,6 +307,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Cmd::Serve(args) => runtime.block_on(serve(*args)),
         Cmd::Snapshot(cmd) => runtime.block_on(snapshot(cmd)),
+        Cmd::Kubeconfig(args) => kubeconfig(args),
     }
 }
 

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 pub mod auth;
 pub mod crd;
+pub mod authz;
 pub mod error;
 pub mod http;
 pub mod openapi;

@@ -1,5 +1,6 @@
 //! The cluster PKI under DATA_DIR/pki: a CA, a server certificate (localhost, 127.0.0.1 and any
-//! extra names), the admin and node-join bearer tokens, and the kubeconfig writer. Created on
+//! extra names), the ServiceAccount token signing key pair, the admin and node-join bearer
+//! tokens, client certificates (CN = user, O = group) and the kubeconfig writers. Created on
 //! first start, reused afterwards; secret files are 0600.
 
 use std::fs;
@@ -50,6 +51,8 @@ pub struct Pki {
     server_key_pem: String,
     admin_token: String,
     node_token: String,
+    sa_key_pem: String,
+    sa_pub_pem: String,
 }
 
 fn write_file(path: &Path, contents: &str, secret: bool) -> Result<(), PkiError> {
@@ -174,7 +177,20 @@ impl Pki {
                 }
             }
         };
+        let (sa_key, sa_pub) = (dir.join("sa.key"), dir.join("sa.pub"));
+        let (sa_key_pem, sa_pub_pem) = match (read(&sa_key)?, read(&sa_pub)?) {
+            (Some(k), Some(p)) => (k, p),
+            _ => {
+                let key = KeyPair::generate()?;
+                let (k, p) = (key.serialize_pem(), key.public_key_pem());
+                write_file(&sa_key, &k, true)?;
+                write_file(&sa_pub, &p, false)?;
+                (k, p)
+            }
+        };
         Ok(Pki {
+            sa_key_pem,
+            sa_pub_pem,
             admin_token: token("admin-token")?,
             node_token: token("node-token")?,
             dir,
@@ -182,6 +198,21 @@ impl Pki {
             server_cert_pem,
             server_key_pem,
         })
+    }
+
+    /// Loads the PKI of an initialized data directory without changing anything (the
+    /// server certificate's names are the stored ones).
+    pub fn load_existing(data_dir: &Path) -> Result<Pki, PkiError> {
+        let sans_path = data_dir.join("pki/server.sans");
+        let sans: Vec<String> = read(&sans_path)?
+            .ok_or_else(|| PkiError::Pem {
+                path: sans_path,
+                message: "missing: the server has not initialized this data directory".into(),
+            })?
+            .lines()
+            .map(str::to_string)
+            .collect();
+        Pki::load_or_create(data_dir, &sans)
     }
 
     /// The directory holding the files.
@@ -205,6 +236,64 @@ impl Pki {
         &self.node_token
     }
 
+    /// The ServiceAccount token signing key (PKCS#8 PEM, P-256).
+    pub fn service_account_key_pem(&self) -> &str {
+        &self.sa_key_pem
+    }
+
+    /// The ServiceAccount token verification key (SPKI PEM).
+    pub fn service_account_public_pem(&self) -> &str {
+        &self.sa_pub_pem
+    }
+
+    fn ca_issuer(&self) -> Result<Issuer<'static, KeyPair>, PkiError> {
+        let path = self.dir.join("ca.key");
+        let pem = read(&path)?.ok_or_else(|| PkiError::Pem {
+            path,
+            message: "missing".into(),
+        })?;
+        Ok(Issuer::new(ca_params()?, KeyPair::from_pem(&pem)?))
+    }
+
+    /// A client certificate signed by the CA: `(certificate PEM, key PEM)` with CN = `user`
+    /// and O = `group` (one organization per certificate), valid for a year.
+    pub fn client_certificate(
+        &self,
+        user: &str,
+        group: Option<&str>,
+    ) -> Result<(String, String), PkiError> {
+        let key = KeyPair::generate()?;
+        let mut p = CertificateParams::new(Vec::<String>::new())?;
+        p.distinguished_name.push(DnType::CommonName, user);
+        if let Some(g) = group {
+            p.distinguished_name.push(DnType::OrganizationName, g);
+        }
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let now = std::time::SystemTime::now();
+        p.not_before = (now - std::time::Duration::from_secs(300)).into();
+        p.not_after = (now + std::time::Duration::from_secs(365 * 24 * 3600)).into();
+        let cert = p.signed_by(&key, &self.ca_issuer()?)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// A kubeconfig for `user` authenticating with a fresh client certificate.
+    pub fn client_kubeconfig(
+        &self,
+        server_url: &str,
+        user: &str,
+        group: Option<&str>,
+    ) -> Result<String, PkiError> {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+        let (cert, key) = self.client_certificate(user, group)?;
+        Ok(format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server_url}\n    certificate-authority-data: {ca}\nusers:\n- name: {user:?}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: {user:?}\ncurrent-context: skiff\npreferences: {{}}\n",
+            ca = b64(&self.ca_pem),
+            cert = b64(&cert),
+            key = b64(&key),
+        ))
+    }
+
     /// A rustls server config with the server certificate (chain: server, CA), ALPN h2 and
     /// http/1.1. Shared by the API server and the node-protocol server.
     pub fn server_tls_config(&self) -> Result<Arc<rustls::ServerConfig>, PkiError> {
@@ -224,9 +313,24 @@ impl Pki {
         let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes())
             .map_err(|e| pem_err("server.key", e))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // Client certificates signed by the CA are verified when offered, never required.
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots.add(ca.map_err(|e| pem_err("ca.crt", e))?)?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| PkiError::Pem {
+            path: self.dir.join("ca.crt"),
+            message: e.to_string(),
+        })?;
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
+            .with_client_cert_verifier(verifier)
             .with_single_cert(chain, key)?;
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(cfg))
@@ -288,5 +392,23 @@ mod tests {
             fs::metadata(&kc).unwrap().permissions().mode() & 0o777,
             0o600
         );
+    }
+
+    #[test]
+    fn client_certificates_name_the_user_and_reuse_the_pki() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Pki::load_or_create(dir.path(), &["10.0.0.7".into()]).unwrap();
+        let b = Pki::load_existing(dir.path()).unwrap();
+        assert_eq!(a.server_cert_pem(), b.server_cert_pem());
+        assert_eq!(a.service_account_key_pem(), b.service_account_key_pem());
+        let (cert, _key) = b.client_certificate("jane", Some("devs")).unwrap();
+        let der = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+        let u = crate::apiserver::auth::user_from_client_cert(&der).unwrap();
+        assert_eq!((u.name.as_str(), u.groups[0].as_str()), ("jane", "devs"));
+        let kc = b
+            .client_kubeconfig("https://127.0.0.1:6443", "jane", None)
+            .unwrap();
+        assert!(kc.contains("client-certificate-data: ") && kc.contains("client-key-data: "));
+        assert!(Pki::load_existing(&dir.path().join("nowhere")).is_err());
     }
 }

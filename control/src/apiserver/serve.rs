@@ -1,5 +1,6 @@
 //! HTTPS serving: a TLS accept loop (tokio-rustls) handing each connection to hyper-util's
-//! auto HTTP/1.1 + h2 server (ALPN), which runs the axum Router.
+//! auto HTTP/1.1 + h2 server (ALPN), which runs the axum Router. A verified client
+//! certificate's identity rides along in every request of its connection.
 
 use std::future::Future;
 use std::io;
@@ -13,7 +14,10 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
 use tracing::{debug, warn};
+
+use super::auth::{ClientCertUser, user_from_client_cert};
 
 /// Serves `app` over TLS on `listener` until `shutdown` completes; open connections (watches,
 /// log streams) are then dropped.
@@ -53,6 +57,20 @@ pub async fn serve(
                             return;
                         }
                     };
+                    // The verifier already checked the chain against the cluster CA.
+                    let cert_user = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| user_from_client_cert(c))
+                        .map(ClientCertUser);
+                    let app = app.map_request(move |mut req: http::Request<hyper::body::Incoming>| {
+                        if let Some(u) = &cert_user {
+                            req.extensions_mut().insert(u.clone());
+                        }
+                        req
+                    });
                     let service = TowerToHyperService::new(app);
                     if let Err(e) = auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)

@@ -108,6 +108,8 @@ pub fn label_value(value: &str) -> Vec<String> {
 pub enum NameRule {
     Dns1123Label,
     Dns1123Subdomain,
+    /// Any name usable as a path segment (RBAC: `system:basic-user`).
+    PathSegment,
 }
 
 impl NameRule {
@@ -115,8 +117,21 @@ impl NameRule {
         match self {
             NameRule::Dns1123Label => dns1123_label(name),
             NameRule::Dns1123Subdomain => dns1123_subdomain(name),
+            NameRule::PathSegment => path_segment(name),
         }
     }
+}
+
+/// Upstream's `path.IsValidPathSegmentName`.
+fn path_segment(name: &str) -> Vec<String> {
+    if name == "." || name == ".." {
+        return vec![format!("may not be '{name}'")];
+    }
+    ["/", "%"]
+        .iter()
+        .filter(|c| name.contains(**c))
+        .map(|c| format!("may not contain '{c}'"))
+        .collect()
 }
 
 /// Validates the object's `metadata`: name, labels, annotation keys.

@@ -37,6 +37,8 @@ pub struct ApiState {
     pub registry: Registry,
     pub node_streams: Arc<dyn NodeStreams>,
     pub version_minor: u32,
+    /// Authentication and the authorizer the request path consults.
+    pub auth: Auth,
 }
 
 /// The API server's Router (serve it with [`super::serve`]).
@@ -51,6 +53,7 @@ pub fn router(
         registry,
         node_streams,
         version_minor,
+        auth: auth.clone(),
     };
     Router::new()
         .route("/version", get(version))
@@ -128,6 +131,18 @@ impl IntoResponse for ApiError {
 }
 
 async fn dispatch(State(state): State<ApiState>, req: Request) -> Response {
+    // Authorization: one decision per request, from its RequestInfo attributes.
+    let user = req.extensions().get::<super::auth::UserInfo>().cloned();
+    if let Err(e) = super::authz::authorize_request(
+        state.auth.authorizer(),
+        user.as_ref(),
+        req.method(),
+        req.uri(),
+    )
+    .await
+    {
+        return error_response(&e);
+    }
     // Streaming subresources take the request's parts (they upgrade the connection); the rest
     // read the body first.
     if let Some((ns, name, sub)) = stream_subresource(req.uri().path()) {
@@ -148,6 +163,20 @@ async fn dispatch(State(state): State<ApiState>, req: Request) -> Response {
         Err(rejection) => return rejection.into_response(),
     };
     let path = uri.path();
+    // The create-only authentication/authorization objects (token requests, reviews).
+    if let Some(r) = super::authz::api::serve(
+        &state.auth,
+        &state.registry,
+        user.as_ref(),
+        &method,
+        path,
+        &headers,
+        &body,
+    )
+    .await
+    {
+        return r.unwrap_or_else(|e| error_response(&e));
+    }
     let query = request::Query::parse(uri.query());
     let result = if path.starts_with("/openapi/") {
         super::openapi::serve(&method, &uri, &headers)

@@ -12,7 +12,7 @@ use crate::apiserver::validation::NameRule;
 const RBAC: ResourceDef = ResourceDef {
     group: "rbac.authorization.k8s.io",
     // Role names are path segments: anything but `.`, `..`, `/` and `%`.
-    name_rule: NameRule::Dns1123Subdomain,
+    name_rule: NameRule::PathSegment,
     ..ResourceDef::BASE
 };
 
