@@ -5,6 +5,7 @@
 //! `images/<sha256 of the name>.json` (an [`ImageRecord`] per normalized name) and `tmp/`
 //! (downloads and unpacks in progress; emptied at start-up).
 
+pub mod auth;
 mod layer;
 mod pull;
 pub mod reference;
@@ -180,8 +181,19 @@ impl ImageStore {
         })
     }
 
-    /// Makes `image` present according to `policy` and returns it.
+    /// Makes `image` present according to `policy` and returns it (pulling anonymously).
     pub async fn ensure(&self, image: &str, policy: PullPolicy) -> Result<Image, ImageError> {
+        self.ensure_with(image, policy, &auth::Credentials::default())
+            .await
+    }
+
+    /// [`ensure`](Self::ensure) with registry credentials (the pod's pull secrets).
+    pub async fn ensure_with(
+        &self,
+        image: &str,
+        policy: PullPolicy,
+        creds: &auth::Credentials,
+    ) -> Result<Image, ImageError> {
         let parsed = ImageRef::parse(image).map_err(|reason| ImageError::InvalidReference {
             reference: image.to_string(),
             reason,
@@ -196,11 +208,12 @@ impl ImageStore {
             (PullPolicy::Never, None) => return Err(ImageError::NotPresent { image: name }),
             _ => {}
         }
-        self.shared_pull(parsed).await
+        self.shared_pull(parsed, creds.clone()).await
     }
 
-    fn shared_pull(&self, image: ImageRef) -> PullFuture {
-        let name = image.to_string();
+    fn shared_pull(&self, image: ImageRef, creds: auth::Credentials) -> PullFuture {
+        // Pulls with different credentials do not share a result (one may be refused).
+        let name = format!("{image}#{}", creds.fingerprint());
         let mut inflight = self
             .inner
             .inflight
@@ -213,7 +226,7 @@ impl ImageStore {
         let key = name.clone();
         // A task, so the pull finishes even if the caller that started it goes away.
         let task = tokio::spawn(async move {
-            let result = pull::pull(&inner.root, &inner.registries, &image)
+            let result = pull::pull(&inner.root, &inner.registries, &image, &creds)
                 .await
                 .map(|r| r.image(&inner.root));
             inner

@@ -7,9 +7,9 @@ use std::time::Duration;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciImageManifest;
-use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
+use super::auth::Credentials;
 use super::reference::ImageRef;
 use super::registries::RegistryConfig;
 use super::{ImageConfig, ImageError, ImageRecord, layer};
@@ -20,6 +20,8 @@ struct Resolved {
     manifest: OciImageManifest,
     digest: String,
     config: String,
+    /// The client that resolved it (it holds the registry's credentials for the blobs).
+    client: Client,
 }
 
 /// Pulls `image` into the store under `root`; returns its record (already saved).
@@ -27,14 +29,15 @@ pub(super) async fn pull(
     root: &Path,
     registries: &RegistryConfig,
     image: &ImageRef,
+    creds: &Credentials,
 ) -> Result<ImageRecord, ImageError> {
     let name = image.to_string();
-    let resolved = resolve(registries, image).await?;
+    let resolved = resolve(registries, image, creds).await?;
     let pull_err = |message: String| ImageError::Pull {
         image: name.clone(),
         message,
     };
-    let client = client_for(registries, image);
+    let client = resolved.client.clone();
     let mut layers = Vec::with_capacity(resolved.manifest.layers.len());
     let mut size = resolved.manifest.config.size.max(0) as u64;
     for desc in &resolved.manifest.layers {
@@ -89,7 +92,11 @@ pub(super) async fn pull(
 }
 
 /// Tries each mirror endpoint, then the registry; the first manifest wins.
-async fn resolve(registries: &RegistryConfig, image: &ImageRef) -> Result<Resolved, ImageError> {
+async fn resolve(
+    registries: &RegistryConfig,
+    image: &ImageRef,
+    creds: &Credentials,
+) -> Result<Resolved, ImageError> {
     let name = image.to_string();
     let client = client_for(registries, image);
     let mut sources: Vec<Option<String>> = registries
@@ -107,7 +114,10 @@ async fn resolve(registries: &RegistryConfig, image: &ImageRef) -> Result<Resolv
         }
         let from = mirror.as_deref().unwrap_or(&image.domain).to_string();
         match client
-            .pull_manifest_and_config(&reference, &RegistryAuth::Anonymous)
+            .pull_manifest_and_config(
+                &reference,
+                &creds.auth_for(&format!("{from}/{}", image.path)),
+            )
             .await
         {
             Ok((manifest, digest, config)) => {
@@ -117,6 +127,7 @@ async fn resolve(registries: &RegistryConfig, image: &ImageRef) -> Result<Resolv
                     manifest,
                     digest,
                     config,
+                    client,
                 });
             }
             Err(e) if is_not_found(&e) => {
@@ -124,7 +135,13 @@ async fn resolve(registries: &RegistryConfig, image: &ImageRef) -> Result<Resolv
                 not_found = true;
             }
             Err(e) => {
-                let message = error_text(&e);
+                let message = match &e {
+                    // containerd's wording, so users see the status code.
+                    OciDistributionError::UnauthorizedError { url } => {
+                        format!("unexpected status from GET request to {url}: 401 Unauthorized")
+                    }
+                    e => error_text(e),
+                };
                 tracing::debug!(image = %name, from, error = %message, "resolve failed");
                 errors.push(if mirror.is_some() {
                     format!("mirror {from}: {message}")

@@ -57,6 +57,10 @@ pub enum ContainerConfigError {
     /// The image names a user that is not numeric.
     #[error("image user {0:?} is not numeric (named users are not supported yet)")]
     NamedUser(String),
+    /// The securityContext cannot be honoured (runAsNonRoot, unknown capability, …); the
+    /// message is the kubelet's.
+    #[error("{0}")]
+    Security(String),
 }
 
 /// The per-pod facts a container needs.
@@ -175,32 +179,8 @@ pub fn spec(
     if args.is_empty() {
         return Err(ContainerConfigError::NoCommand);
     }
-    let security = container.security_context.clone().unwrap_or_default();
-    let pod_security = ctx
-        .pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.security_context.clone())
-        .unwrap_or_default();
-    let image_user = image.config.user.split(':').collect::<Vec<_>>();
-    let image_uid = match image_user.first().copied().unwrap_or("") {
-        "" => 0,
-        u => u
-            .parse::<u32>()
-            .map_err(|_| ContainerConfigError::NamedUser(u.into()))?,
-    };
-    let image_gid = image_user
-        .get(1)
-        .and_then(|g| g.parse::<u32>().ok())
-        .unwrap_or(0);
-    let uid = security
-        .run_as_user
-        .or(pod_security.run_as_user)
-        .map_or(image_uid, |u| u as u32);
-    let gid = security
-        .run_as_group
-        .or(pod_security.run_as_group)
-        .map_or(image_gid, |g| g as u32);
+    let super::security::Resolved { uid, gid, security } =
+        super::security::resolve(ctx.pod, container, image)?;
     let working_dir = container
         .working_dir
         .clone()
@@ -226,5 +206,6 @@ pub fn spec(
         uid,
         gid,
         extra_mounts,
+        security,
     })
 }

@@ -1,7 +1,11 @@
 //! Reads container logs (CRI format, one file per attempt) the way `kubectl logs` asks for them:
-//! tail, since, timestamps, byte limit, and follow until the container stops.
+//! tail, since, timestamps, byte limit, and follow until the container stops. The shim rotates
+//! a log by size (`N.log` → `N.log.1` → `N.log.2` …): reads start from the oldest rotated file,
+//! and a follower that sees its file rotated away finishes it, reads any newer rotated files,
+//! then continues with the new `N.log`, so no line is lost.
 
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -74,6 +78,49 @@ pub fn render_all(text: &str, opts: &LogOptions) -> Vec<u8> {
     out
 }
 
+/// The rotated files of `path`, newest first, with their inode numbers.
+fn rotations(path: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for n in 1.. {
+        let p = crate::runtime::shim::logs::rotated(path, n);
+        match std::fs::metadata(&p) {
+            Ok(meta) => out.push((p, meta.ino())),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// The content of the rotated files of `path` written after the file with inode `after` (all
+/// of them when it is not among them, or `None`), oldest first.
+async fn rotated_content(path: &Path, after: Option<u64>) -> Vec<u8> {
+    let mut files = rotations(path);
+    if let Some(ino) = after
+        && let Some(i) = files.iter().position(|(_, n)| *n == ino)
+    {
+        files.truncate(i);
+    }
+    let mut out = Vec::new();
+    for (p, ino) in files.into_iter().rev() {
+        if Some(ino) != after {
+            out.extend(tokio::fs::read(&p).await.unwrap_or_default());
+        }
+    }
+    out
+}
+
+async fn inode(file: &tokio::fs::File) -> Option<u64> {
+    file.metadata().await.ok().map(|m| m.ino())
+}
+
+/// Removes a log file and its rotations.
+pub fn remove_all(path: &Path) {
+    for (p, _) in rotations(path) {
+        let _ = std::fs::remove_file(p);
+    }
+    let _ = std::fs::remove_file(path);
+}
+
 /// Streams a log file: what is there now, then (with `follow`) what is appended, until
 /// `still_running` says the writer is gone and the file stopped growing. Honors `limit_bytes`.
 pub fn stream(
@@ -97,12 +144,31 @@ pub fn stream(
         };
         let mut sent: i64 = 0;
         let limit = opts.limit_bytes.filter(|l| *l > 0);
-        let mut buf = Vec::new();
+        let mut ino = inode(&file).await;
+        // Older lines first: the rotated files (except ours, if it was just rotated away).
+        let mut buf = rotated_content(&path, ino).await;
         let mut first = true;
         loop {
             let mut chunk = Vec::new();
             if file.read_to_end(&mut chunk).await.is_err() {
                 return;
+            }
+            if chunk.is_empty()
+                && opts.follow
+                && let Ok(meta) = tokio::fs::metadata(&path).await
+                && Some(meta.ino()) != ino
+            {
+                // Rotated: finish our file, read the rotations after it, switch to the new one.
+                let _ = file.read_to_end(&mut chunk).await;
+                chunk.extend(rotated_content(&path, ino).await);
+                match tokio::fs::File::open(&path).await {
+                    Ok(f) => {
+                        file = f;
+                        ino = inode(&file).await;
+                        let _ = file.read_to_end(&mut chunk).await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "reopening a rotated log failed"),
+                }
             }
             buf.extend_from_slice(&chunk);
             // Only whole lines are rendered; a trailing fragment waits for its newline.
@@ -255,5 +321,59 @@ mod tests {
             Bytes::from_static(b"one\nt")
         );
         assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn reads_and_follows_across_rotations() {
+        use crate::runtime::shim::logs::rotated;
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let line = |t: &str| format!("2026-01-01T00:00:01Z stdout F {t}\n");
+        std::fs::write(rotated(&path, 2), line("a")).unwrap();
+        std::fs::write(rotated(&path, 1), line("b")).unwrap();
+        std::fs::write(&path, line("c")).unwrap();
+        let all = stream(path.clone(), LogOptions::default(), || false);
+        let got = collect(all).await;
+        assert_eq!(got, "a\nb\nc\n");
+
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = running.clone();
+        let mut rx = stream(
+            path.clone(),
+            LogOptions {
+                follow: true,
+                tail_lines: Some(1),
+                ..Default::default()
+            },
+            move || flag.load(std::sync::atomic::Ordering::SeqCst),
+        );
+        assert_eq!(
+            rx.recv().await.unwrap().unwrap(),
+            Bytes::from_static(b"c\n")
+        );
+        // Two rotations while the follower sleeps: c's file → .1 → .2.
+        let append = |p: &Path, t: &str| {
+            let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+            f.write_all(line(t).as_bytes()).unwrap();
+        };
+        append(&path, "d");
+        std::fs::rename(rotated(&path, 1), rotated(&path, 2)).unwrap();
+        std::fs::rename(&path, rotated(&path, 1)).unwrap();
+        std::fs::write(&path, line("e")).unwrap();
+        std::fs::rename(rotated(&path, 2), rotated(&path, 3)).unwrap();
+        std::fs::rename(rotated(&path, 1), rotated(&path, 2)).unwrap();
+        std::fs::rename(&path, rotated(&path, 1)).unwrap();
+        std::fs::write(&path, line("f")).unwrap();
+        running.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(collect(rx).await, "d\ne\nf\n");
+    }
+
+    async fn collect(mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>) -> String {
+        let mut out = String::new();
+        while let Some(chunk) = rx.recv().await {
+            out.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        }
+        out
     }
 }

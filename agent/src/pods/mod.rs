@@ -4,10 +4,12 @@
 pub mod containers;
 pub mod env;
 pub mod events;
+pub mod hooks;
 pub mod logs;
 pub mod objects;
 pub mod probes;
 pub mod sandbox;
+pub mod security;
 pub mod state;
 pub mod status;
 pub mod volumes;

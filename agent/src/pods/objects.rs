@@ -84,3 +84,29 @@ impl PodObjects {
         Some(out)
     }
 }
+
+impl PodObjects {
+    /// Registry credentials from the pod's `imagePullSecrets` (dockerconfigjson / dockercfg
+    /// secrets); a missing or unreadable secret is skipped with a warning, as the kubelet does.
+    pub fn pull_credentials(&self, pod: &Pod) -> crate::images::auth::Credentials {
+        let mut creds = crate::images::auth::Credentials::default();
+        let names = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.image_pull_secrets.iter().flatten());
+        for r in names {
+            let Some(data) = self.secret(&r.name) else {
+                tracing::warn!(secret = %r.name, "image pull secret not found");
+                continue;
+            };
+            for key in [".dockerconfigjson", ".dockercfg"] {
+                if let Some(doc) = data.get(key)
+                    && let Err(e) = creds.add_docker_config(doc)
+                {
+                    tracing::warn!(secret = %r.name, error = %e, "unreadable image pull secret");
+                }
+            }
+        }
+        creds
+    }
+}

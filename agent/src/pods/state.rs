@@ -22,6 +22,10 @@ pub struct ContainerRecord {
     pub image_id: Option<String>,
     /// The start of this attempt failed: the terminated state to report for it.
     pub start_failure: Option<ContainerStateTerminated>,
+    /// Restarts in a row without an attempt that ran for 10 minutes (drives CrashLoopBackOff;
+    /// absent in records of older agents).
+    #[serde(default)]
+    pub crash_streak: Option<u32>,
 }
 
 /// Everything recorded about one pod.

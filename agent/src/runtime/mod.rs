@@ -19,6 +19,7 @@
 mod cleanup;
 mod exec;
 mod rootfs;
+pub mod security;
 pub mod shim;
 mod spec;
 mod start;
@@ -31,6 +32,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 pub use exec::{ExecOutput, ExecSession, MAX_OUTPUT};
+pub use security::{SeccompMode, SecuritySpec};
 use status::{Phase, Status};
 
 /// Resource limits of one container, as linux.resources (cgroup v1 units).
@@ -67,6 +69,9 @@ pub struct ContainerSpec {
     pub gid: u32,
     /// Bind mounts: (host path, container path, read-only), e.g. the pod's `/etc/hosts`.
     pub extra_mounts: Vec<(PathBuf, String, bool)>,
+    /// Capabilities, seccomp, read-only root, groups… (absent in specs of older agents).
+    #[serde(default)]
+    pub security: SecuritySpec,
 }
 
 /// Why a container ended, as Kubernetes names it.
@@ -147,6 +152,8 @@ pub struct Runtime {
     agent_exe: PathBuf,
     /// Arguments before `shim <dir>` (tests run the shim through the test harness).
     shim_prefix: Vec<String>,
+    /// Container log rotation: (max size in bytes, max files).
+    log_limits: (u64, u32),
 }
 
 impl Runtime {
@@ -159,7 +166,15 @@ impl Runtime {
             state_root,
             agent_exe,
             shim_prefix: Vec::new(),
+            log_limits: (shim::logs::DEFAULT_MAX_SIZE, shim::logs::DEFAULT_MAX_FILES),
         })
+    }
+
+    /// Rotates container logs past `max_size` bytes, keeping `max_files` files (the kubelet's
+    /// containerLogMaxSize / containerLogMaxFiles; defaults 10 MiB and 5).
+    pub fn with_log_limits(mut self, max_size: u64, max_files: u32) -> Self {
+        self.log_limits = (max_size, max_files);
+        self
     }
 
     /// Runs the shim as `exe <prefix…> shim <dir>` (for tests, whose harness is the shim).
@@ -179,8 +194,8 @@ impl Runtime {
         start::validate(spec)?;
         let dir = self.dir(&spec.id);
         let prepared = {
-            let (dir, spec) = (dir.clone(), spec.clone());
-            tokio::task::spawn_blocking(move || start::prepare(&dir, &spec))
+            let (dir, spec, limits) = (dir.clone(), spec.clone(), self.log_limits);
+            tokio::task::spawn_blocking(move || start::prepare(&dir, &spec, limits))
                 .await
                 .map_err(|e| RuntimeError::InvalidSpec(format!("prepare task failed: {e}")))?
         };
@@ -308,5 +323,7 @@ async fn wait_exited(dir: &Path, timeout: Duration) -> bool {
 
 #[cfg(test)]
 mod exec_tests;
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -1,36 +1,17 @@
 //! The OCI runtime spec (`config.json`) for a container: runc-like defaults (namespaces,
 //! capabilities, mounts, masked paths, rlimits) plus the container's own settings.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 
 use libcontainer::oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilities, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
-    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType,
-    LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder, Mount, MountBuilder,
-    PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
-    UserBuilder,
+    LinuxBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespace,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResources,
+    LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 use super::ContainerSpec;
-
-/// The capabilities runc and containerd give a container by default.
-const DEFAULT_CAPS: [Capability; 14] = [
-    Capability::Chown,
-    Capability::DacOverride,
-    Capability::Fsetid,
-    Capability::Fowner,
-    Capability::Mknod,
-    Capability::NetRaw,
-    Capability::Setgid,
-    Capability::Setuid,
-    Capability::Setfcap,
-    Capability::Setpcap,
-    Capability::NetBindService,
-    Capability::SysChroot,
-    Capability::Kill,
-    Capability::AuditWrite,
-];
+use super::security::{self, SeccompMode};
 
 const MASKED_PATHS: [&str; 11] = [
     "/proc/acpi",
@@ -57,17 +38,18 @@ const READONLY_PATHS: [&str; 5] = [
 /// The `PATH` a container gets when neither the image nor the pod sets one.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Builds the OCI spec; `root.path` is `rootfs` relative to the bundle (the state dir).
-pub fn build(spec: &ContainerSpec) -> Spec {
-    // Every value below is valid for its builder, so building cannot fail; fall back to the
-    // default spec rather than panicking if a future oci-spec disagrees.
-    try_build(spec).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "building the OCI spec failed");
-        Spec::default()
-    })
+/// Why a container's settings cannot become an OCI spec.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error(transparent)]
+    Capability(#[from] security::UnknownCapability),
+    #[error("building the OCI spec: {0}")]
+    Oci(#[from] libcontainer::oci_spec::OciSpecError),
 }
 
-fn try_build(spec: &ContainerSpec) -> Result<Spec, libcontainer::oci_spec::OciSpecError> {
+/// Builds the OCI spec; `root.path` is `rootfs` relative to the bundle (the state dir).
+pub fn build(spec: &ContainerSpec) -> Result<Spec, SpecError> {
+    let sec = &spec.security;
     let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     if !spec.env.iter().any(|(k, _)| k == "PATH") {
         env.insert(0, format!("PATH={DEFAULT_PATH}"));
@@ -77,23 +59,15 @@ fn try_build(spec: &ContainerSpec) -> Result<Spec, libcontainer::oci_spec::OciSp
     } else {
         spec.working_dir.clone()
     };
-    let caps: HashSet<Capability> = DEFAULT_CAPS.into_iter().collect();
-    // A non-root process keeps the bounding set only, as with containerd.
-    let held = if spec.uid == 0 {
-        caps.clone()
-    } else {
-        HashSet::new()
-    };
-    let mut capabilities = LinuxCapabilities::default();
-    capabilities
-        .set_bounding(Some(caps))
-        .set_permitted(Some(held.clone()))
-        .set_effective(Some(held))
-        .set_inheritable(Some(HashSet::new()))
-        .set_ambient(Some(HashSet::new()));
+    let caps = security::capability_set(sec)?;
+    let capabilities = security::capabilities(&caps, spec.uid);
+    let mut user = UserBuilder::default().uid(spec.uid).gid(spec.gid);
+    if !sec.additional_gids.is_empty() {
+        user = user.additional_gids(sec.additional_gids.clone());
+    }
     let process = ProcessBuilder::default()
         .terminal(false)
-        .user(UserBuilder::default().uid(spec.uid).gid(spec.gid).build()?)
+        .user(user.build()?)
         .args(spec.args.clone())
         .env(env)
         .cwd(cwd)
@@ -105,31 +79,35 @@ fn try_build(spec: &ContainerSpec) -> Result<Spec, libcontainer::oci_spec::OciSp
                 .soft(nofile_limit())
                 .build()?,
         ])
-        .no_new_privileges(false)
+        .no_new_privileges(sec.no_new_privs && !sec.privileged)
         .build()?;
-    let linux = LinuxBuilder::default()
+    // Privileged containers and `procMount: Unmasked` see /proc and /sys whole, as with runc.
+    let masked = !sec.privileged && !sec.unmasked_proc;
+    let list = |paths: &[&str]| -> Vec<String> {
+        if masked {
+            paths.iter().map(|s| s.to_string()).collect()
+        } else {
+            Vec::new()
+        }
+    };
+    let mut linux = LinuxBuilder::default()
         .namespaces(namespaces(spec)?)
         .cgroups_path(PathBuf::from(&spec.cgroup_path))
         .resources(resources(spec)?)
-        .masked_paths(
-            MASKED_PATHS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .readonly_paths(
-            READONLY_PATHS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .build()?;
+        .masked_paths(list(&MASKED_PATHS))
+        .readonly_paths(list(&READONLY_PATHS));
+    if sec.privileged {
+        linux = linux.devices(security::host_devices());
+    } else if sec.seccomp == SeccompMode::RuntimeDefault {
+        linux = linux.seccomp(security::runtime_default(&caps)?);
+    }
+    let linux = linux.build()?;
     let mut builder = SpecBuilder::default()
         .version("1.0.2")
         .root(
             RootBuilder::default()
                 .path("rootfs")
-                .readonly(false)
+                .readonly(sec.read_only_root)
                 .build()?,
         )
         .process(process)
@@ -138,7 +116,7 @@ fn try_build(spec: &ContainerSpec) -> Result<Spec, libcontainer::oci_spec::OciSp
     if !spec.hostname.is_empty() {
         builder = builder.hostname(spec.hostname.clone());
     }
-    builder.build()
+    Ok(builder.build()?)
 }
 
 /// Open files: 1048576 like containerd, capped at what this process may hand out (raising a
@@ -175,8 +153,9 @@ fn namespaces(
 fn resources(spec: &ContainerSpec) -> Result<LinuxResources, libcontainer::oci_spec::OciSpecError> {
     let r = &spec.resources;
     // Deny all devices; libcontainer adds the standard allow list (null, zero, tty, …).
+    // A privileged container may use every device.
     let deny_all = LinuxDeviceCgroupBuilder::default()
-        .allow(false)
+        .allow(spec.security.privileged)
         .access("rwm")
         .build()?;
     let mut builder = LinuxResourcesBuilder::default().devices(vec![deny_all]);
@@ -254,7 +233,11 @@ fn mounts(spec: &ContainerSpec) -> Result<Vec<Mount>, libcontainer::oci_spec::Oc
             "/sys",
             "sysfs",
             "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
+            if spec.security.privileged {
+                &["nosuid", "noexec", "nodev", "rw"]
+            } else {
+                &["nosuid", "noexec", "nodev", "ro"]
+            },
         )?,
     ];
     for (host, target, ro) in &spec.extra_mounts {
@@ -294,12 +277,13 @@ mod tests {
             uid: 1000,
             gid: 1000,
             extra_mounts: vec![("/var/pod/etc/hosts".into(), "/etc/hosts".into(), true)],
+            security: Default::default(),
         }
     }
 
     #[test]
     fn spec_carries_the_container_settings() {
-        let oci = build(&sample());
+        let oci = build(&sample()).unwrap();
         let json = serde_json::to_value(&oci).unwrap();
         let process = &json["process"];
         assert_eq!(process["args"], serde_json::json!(["echo", "hi"]));
@@ -347,7 +331,7 @@ mod tests {
         spec.netns_path = None;
         spec.uid = 0;
         spec.env.push(("PATH".into(), "/bin".into()));
-        let json = serde_json::to_value(build(&spec)).unwrap();
+        let json = serde_json::to_value(build(&spec).unwrap()).unwrap();
         let ns = json["linux"]["namespaces"].as_array().unwrap();
         assert!(!ns.iter().any(|n| n["type"] == "network"));
         assert_eq!(
@@ -359,5 +343,60 @@ mod tests {
         );
         let env: Vec<String> = serde_json::from_value(json["process"]["env"].clone()).unwrap();
         assert_eq!(env.iter().filter(|e| e.starts_with("PATH=")).count(), 1);
+    }
+
+    #[test]
+    fn security_settings_reach_the_spec() {
+        let mut spec = sample();
+        spec.uid = 0;
+        spec.security = crate::runtime::SecuritySpec {
+            cap_drop: vec!["ALL".into()],
+            cap_add: vec!["NET_BIND_SERVICE".into()],
+            read_only_root: true,
+            no_new_privs: true,
+            seccomp: SeccompMode::RuntimeDefault,
+            additional_gids: vec![2000],
+            ..Default::default()
+        };
+        let json = serde_json::to_value(build(&spec).unwrap()).unwrap();
+        assert_eq!(json["root"]["readonly"], true);
+        assert_eq!(json["process"]["noNewPrivileges"], true);
+        assert_eq!(
+            json["process"]["capabilities"]["effective"],
+            serde_json::json!(["CAP_NET_BIND_SERVICE"])
+        );
+        assert_eq!(
+            json["process"]["user"]["additionalGids"],
+            serde_json::json!([2000])
+        );
+        assert_eq!(json["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+        assert!(!json["linux"]["maskedPaths"].as_array().unwrap().is_empty());
+
+        spec.security = crate::runtime::SecuritySpec {
+            privileged: true,
+            seccomp: SeccompMode::RuntimeDefault,
+            ..Default::default()
+        };
+        let json = serde_json::to_value(build(&spec).unwrap()).unwrap();
+        assert!(
+            json["process"]["capabilities"]["effective"]
+                .as_array()
+                .unwrap()
+                .len()
+                > 30
+        );
+        assert!(
+            json["linux"].get("seccomp").is_none(),
+            "privileged: unconfined"
+        );
+        assert_eq!(json["linux"]["maskedPaths"], serde_json::json!([]));
+        assert_eq!(json["linux"]["resources"]["devices"][0]["allow"], true);
+        assert!(!json["linux"]["devices"].as_array().unwrap().is_empty());
+
+        spec.security = crate::runtime::SecuritySpec {
+            cap_add: vec!["NOPE".into()],
+            ..Default::default()
+        };
+        assert!(matches!(build(&spec), Err(SpecError::Capability(_))));
     }
 }

@@ -50,7 +50,11 @@ pub(super) fn validate(spec: &ContainerSpec) -> Result<(), RuntimeError> {
 }
 
 /// Creates the state dir, mounts the overlay root and writes the bundle and the shim's input.
-pub(super) fn prepare(dir: &Path, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+pub(super) fn prepare(
+    dir: &Path,
+    spec: &ContainerSpec,
+    (log_max_size, log_max_files): (u64, u32),
+) -> Result<(), RuntimeError> {
     match std::fs::create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -63,7 +67,7 @@ pub(super) fn prepare(dir: &Path, spec: &ContainerSpec) -> Result<(), RuntimeErr
             id: spec.id.clone(),
             message: e.to_string(),
         })?;
-        let oci = spec::build(spec);
+        let oci = spec::build(spec).map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
         let config = serde_json::to_vec_pretty(&oci).map_err(|e| RuntimeError::Io {
             context: "serialize config.json".into(),
             source: std::io::Error::other(e),
@@ -74,6 +78,8 @@ pub(super) fn prepare(dir: &Path, spec: &ContainerSpec) -> Result<(), RuntimeErr
             id: spec.id.clone(),
             log_path: spec.log_path.clone(),
             cgroup_path: spec.cgroup_path.clone(),
+            log_max_size,
+            log_max_files,
         };
         status::write_json(&dir.join(shim::INPUT_FILE), &input)
             .map_err(io_err("write shim.json"))?;

@@ -91,6 +91,7 @@ impl TestContainers {
             uid: 0,
             gid: 0,
             extra_mounts: Vec::new(),
+            security: Default::default(),
         }
     }
 
@@ -107,7 +108,7 @@ impl TestContainers {
         }
     }
 
-    async fn wait_exited(&self, id: &str) -> ContainerState {
+    pub(crate) async fn wait_exited(&self, id: &str) -> ContainerState {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let state = self.runtime.state(id);

@@ -9,6 +9,7 @@
 
 pub mod atomic;
 pub mod mounts;
+pub mod ownership;
 pub mod project;
 
 use std::collections::HashMap;
@@ -104,10 +105,22 @@ pub fn set_up(
 ) -> Result<HashMap<String, MountedVolume>, VolumeError> {
     let mut out = HashMap::new();
     for v in ctx.pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-        let mounted = set_up_one(ctx, volumes_dir, v).map_err(|message| VolumeError {
-            volume: v.name.clone(),
-            message,
-        })?;
+        let mounted = set_up_one(ctx, volumes_dir, v)
+            .and_then(|m| {
+                // fsGroup owns every volume but hostPaths, as with the kubelet.
+                match super::security::fs_group(ctx.pod) {
+                    Some(gid) if v.host_path.is_none() => {
+                        ownership::apply(&m.path, gid, m.read_only)
+                            .map_err(|e| format!("applying fsGroup {gid}: {e}"))?;
+                    }
+                    _ => {}
+                }
+                Ok(m)
+            })
+            .map_err(|message| VolumeError {
+                volume: v.name.clone(),
+                message,
+            })?;
         out.insert(v.name.clone(), mounted);
     }
     Ok(out)

@@ -2,6 +2,8 @@
 //! app containers with their restart policy and back-off), reports status, and tears it all down
 //! when the pod is deleted.
 
+mod backoff;
+mod lifecycle;
 mod prepare;
 
 use std::collections::{HashMap, HashSet};
@@ -31,10 +33,7 @@ pub struct Desired {
     pub removed: bool,
 }
 
-/// Kubernetes' back-off: 10 s doubling to 5 min.
-fn backoff(failures: u32) -> Duration {
-    Duration::from_secs(10u64.saturating_mul(1 << failures.min(5)).min(300))
-}
+use backoff::{backoff, crash_delay, crash_streak};
 
 struct Backoff {
     until: Instant,
@@ -279,14 +278,11 @@ impl Worker {
                 view.observed = Observed::Terminated(terminated);
                 return (view, None);
             }
-            let until = *self.crash_backoff.entry(c.name.clone()).or_insert_with(|| {
-                Instant::now()
-                    + if rec.restart_count == 0 {
-                        Duration::ZERO
-                    } else {
-                        backoff(rec.restart_count as u32 - 1)
-                    }
-            });
+            let streak = crash_streak(&rec, &terminated);
+            let until = *self
+                .crash_backoff
+                .entry(c.name.clone())
+                .or_insert_with(|| Instant::now() + crash_delay(streak));
             if Instant::now() < until {
                 let pod_name = format!(
                     "{}_{}({})",
@@ -294,7 +290,7 @@ impl Worker {
                     self.record.namespace,
                     uid_of(pod)
                 );
-                let secs = backoff((rec.restart_count as u32).saturating_sub(1)).as_secs();
+                let secs = backoff(streak.saturating_sub(1)).as_secs();
                 view.observed = Observed::Waiting {
                     reason: "CrashLoopBackOff".into(),
                     message: Some(format!(
@@ -317,9 +313,14 @@ impl Worker {
                 last_terminated: Some(terminated),
                 image_id: rec.image_id.clone(),
                 start_failure: None,
+                crash_streak: Some(streak + 1),
             };
             self.record.containers.insert(c.name.clone(), next.clone());
             self.save();
+            // Only the last terminated attempt's log is kept (for `kubectl logs --previous`).
+            if let Some(older) = rec.attempt.checked_sub(1) {
+                crate::pods::logs::remove_all(&self.dir.log_path(&c.name, older));
+            }
             view.restart_count = next.restart_count;
             view.last_terminated = next.last_terminated.clone();
             view.container_id = None;
@@ -358,7 +359,13 @@ impl Worker {
         )
         .await;
         let started = Instant::now();
-        let image = match self.deps.images.ensure(&image_name, pull_policy).await {
+        let creds = self.objects.pull_credentials(pod);
+        let image = match self
+            .deps
+            .images
+            .ensure_with(&image_name, pull_policy, &creds)
+            .await
+        {
             Ok(image) => image,
             Err(e) => {
                 let failures = self
@@ -467,6 +474,13 @@ impl Worker {
                     format!("Started container {}", c.name),
                 )
                 .await;
+                if let Some(message) = self.post_start(pod, c, &id).await {
+                    view.observed = Observed::Waiting {
+                        reason: "PostStartHookError".into(),
+                        message: Some(message),
+                    };
+                    return (view, Some(Duration::ZERO));
+                }
                 view.observed = Observed::Running {
                     started_at: jiff::Timestamp::now(),
                 };
@@ -647,6 +661,7 @@ impl Worker {
             )
             .await;
         }
+        let grace = self.pre_stop(pod, &ids, grace).await;
         let runtime = &self.deps.runtime;
         futures::future::join_all(ids.iter().map(|(_, id)| async move {
             if let Err(e) = runtime.stop(id, grace).await {

@@ -1,10 +1,85 @@
 //! Copies a container's stdout/stderr into its log file in the CRI format
-//! (`<RFC 3339 nano time> <stream> <F|P> <text>`, one log line per output line).
+//! (`<RFC 3339 nano time> <stream> <F|P> <text>`, one log line per output line), rotating it
+//! by size: `N.log` is renamed to `N.log.1` (older ones shift to `.2` …) and a fresh `N.log`
+//! started, keeping at most `max_files` files in all (the kubelet's containerLogMaxSize /
+//! containerLogMaxFiles).
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+
+/// The kubelet's defaults: 10 MiB per file, 5 files.
+pub const DEFAULT_MAX_SIZE: u64 = 10 << 20;
+pub const DEFAULT_MAX_FILES: u32 = 5;
+
+/// The `n`th rotated file of `path` (1 = newest).
+pub fn rotated(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// A log file that rotates itself when a record would take it past `max_size` (0: never).
+pub struct LogFile {
+    path: PathBuf,
+    file: std::fs::File,
+    size: u64,
+    max_size: u64,
+    max_files: u32,
+}
+
+impl LogFile {
+    /// Opens (appending to) `path`.
+    pub fn open(path: &Path, max_size: u64, max_files: u32) -> std::io::Result<LogFile> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let size = file.metadata()?.len();
+        Ok(LogFile {
+            path: path.to_path_buf(),
+            file,
+            size,
+            max_size,
+            // The current file and at least one rotated one, as the kubelet requires.
+            max_files: max_files.max(2),
+        })
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let _ = std::fs::remove_file(rotated(&self.path, self.max_files - 1));
+        for n in (1..self.max_files - 1).rev() {
+            let from = rotated(&self.path, n);
+            if from.exists() {
+                std::fs::rename(&from, rotated(&self.path, n + 1))?;
+            }
+        }
+        std::fs::rename(&self.path, rotated(&self.path, 1))?;
+        self.file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+
+    /// Writes one whole record, rotating first if it would overflow the file.
+    pub fn write_record(&mut self, record: &[u8]) -> std::io::Result<()> {
+        let len = record.len() as u64;
+        if self.max_size > 0
+            && self.size > 0
+            && self.size + len > self.max_size
+            && let Err(e) = self.rotate()
+        {
+            tracing::warn!(error = %e, "rotating the container log failed");
+        }
+        self.file.write_all(record)?;
+        self.size += len;
+        Ok(())
+    }
+}
 
 /// Longest log line before it is split into partial (`P`) lines, like containerd's 16 KiB.
 const MAX_LINE: usize = 16 * 1024;
@@ -22,7 +97,7 @@ impl Copiers {
 }
 
 /// Starts one thread per stream.
-pub fn spawn_copiers(log: std::fs::File, stdout: OwnedFd, stderr: OwnedFd) -> Copiers {
+pub fn spawn_copiers(log: LogFile, stdout: OwnedFd, stderr: OwnedFd) -> Copiers {
     let log = Arc::new(Mutex::new(log));
     let mut handles = Vec::new();
     for (fd, stream) in [(stdout, "stdout"), (stderr, "stderr")] {
@@ -38,7 +113,7 @@ pub fn spawn_copiers(log: std::fs::File, stdout: OwnedFd, stderr: OwnedFd) -> Co
     Copiers(handles)
 }
 
-fn copy(mut input: impl Read, stream: &str, log: &Mutex<std::fs::File>) {
+fn copy(mut input: impl Read, stream: &str, log: &Mutex<LogFile>) {
     let mut splitter = LineSplitter::default();
     let mut buf = [0u8; 8192];
     loop {
@@ -60,12 +135,12 @@ fn copy(mut input: impl Read, stream: &str, log: &Mutex<std::fs::File>) {
     }
 }
 
-fn write_line(log: &Mutex<std::fs::File>, stream: &str, line: &[u8], full: bool) {
+fn write_line(log: &Mutex<LogFile>, stream: &str, line: &[u8], full: bool) {
     let mut record = format_prefix(jiff::Timestamp::now(), stream, full).into_bytes();
     record.extend_from_slice(line);
     record.push(b'\n');
     let mut file = log.lock().unwrap_or_else(|p| p.into_inner());
-    if let Err(e) = file.write_all(&record) {
+    if let Err(e) = file.write_record(&record) {
         tracing::warn!(stream, error = %e, "writing the container log failed");
     }
 }
@@ -152,7 +227,7 @@ mod tests {
     fn copy_writes_one_record_per_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let log = Mutex::new(std::fs::File::create(&path).unwrap());
+        let log = Mutex::new(LogFile::open(&path, 0, 5).unwrap());
         copy(&b"a\nb"[..], "stdout", &log);
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -163,5 +238,29 @@ mod tests {
             lines[0].split(' ').next().unwrap().len(),
             "2024-01-02T03:04:05.123456789Z".len()
         );
+    }
+
+    #[test]
+    fn rotation_keeps_max_files_and_every_recent_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        // Each record is 40 + 3 bytes; 130 bytes hold three of them.
+        let log = Mutex::new(LogFile::open(&path, 130, 3).unwrap());
+        let input: String = (0..10).map(|i| format!("l{i}\n")).collect();
+        copy(input.as_bytes(), "stdout", &log);
+        let read = |p: &Path| -> Vec<String> {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| l.rsplit(' ').next().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(read(&path), vec!["l9"]);
+        assert_eq!(read(&rotated(&path, 1)), vec!["l6", "l7", "l8"]);
+        assert_eq!(read(&rotated(&path, 2)), vec!["l3", "l4", "l5"]);
+        assert!(!rotated(&path, 3).exists(), "at most 3 files in all");
+        for p in [path.clone(), rotated(&path, 1)] {
+            assert!(std::fs::metadata(&p).unwrap().len() <= 130);
+        }
     }
 }

@@ -11,7 +11,7 @@
 
 pub mod exec;
 mod executor;
-mod logs;
+pub mod logs;
 pub mod tty;
 
 use std::io::Write;
@@ -40,6 +40,20 @@ pub struct ShimInput {
     pub id: String,
     pub log_path: PathBuf,
     pub cgroup_path: String,
+    /// Rotate the log past this size (bytes; 0: never).
+    #[serde(default = "default_log_max_size")]
+    pub log_max_size: u64,
+    /// Files kept in all, the current one included.
+    #[serde(default = "default_log_max_files")]
+    pub log_max_files: u32,
+}
+
+fn default_log_max_size() -> u64 {
+    logs::DEFAULT_MAX_SIZE
+}
+
+fn default_log_max_files() -> u32 {
+    logs::DEFAULT_MAX_FILES
 }
 
 impl ShimInput {
@@ -145,11 +159,7 @@ fn run(dir: &Path, report: OwnedFd) -> i32 {
         );
         return 1;
     };
-    let log = match std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&input.log_path)
-    {
+    let log = match logs::LogFile::open(&input.log_path, input.log_max_size, input.log_max_files) {
         Ok(f) => f,
         Err(e) => {
             let msg = format!("cannot open the log file {}: {e}", input.log_path.display());
