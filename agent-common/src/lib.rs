@@ -22,6 +22,15 @@
 //! `MAGLEV_TABLE_SIZE` positions per slot (a separate `(slot, position) → index` map) instead of
 //! taking `hash % count`; the swap stays one update of the service entry.
 //!
+//! # Session affinity (ClientIP)
+//!
+//! `AFFINITY_CFG`: [`ServiceKey`] → timeout in seconds, present only for services with
+//! `sessionAffinity: ClientIP`. `AFFINITY` (LRU): [`AffinityKey`] (the client — its network
+//! namespace cookie, which is one pod or the node — and the service) → [`AffinityValue`] (the
+//! backend, its index in the service's slot, last use). A connect within the timeout goes to
+//! the remembered backend if the current slot still holds it at that index; otherwise a fresh
+//! pick replaces the entry.
+//!
 //! # Socket reverse translation
 //!
 //! `SOCK_REVNAT` (LRU): [`RevNatKey`] (socket cookie, backend address) → [`ServiceAddr`]. The
@@ -38,6 +47,10 @@ pub const SERVICES_MAP: &str = "SERVICES";
 pub const BACKENDS_MAP: &str = "BACKENDS";
 /// Name of the socket reverse-translation LRU map (`RevNatKey` → `ServiceAddr`), pinned by name.
 pub const SOCK_REVNAT_MAP: &str = "SOCK_REVNAT";
+/// Name of the session-affinity timeouts (`ServiceKey` → seconds), pinned by name.
+pub const AFFINITY_CFG_MAP: &str = "AFFINITY_CFG";
+/// Name of the session-affinity LRU (`AffinityKey` → `AffinityValue`), pinned by name.
+pub const AFFINITY_MAP: &str = "AFFINITY";
 /// Name of the per-CPU counters of the XDP program (indexed by the `STAT_*` constants).
 pub const XDP_STATS_MAP: &str = "XDP_STATS";
 /// Name of the `cgroup/connect4` program (TCP and connected UDP).
@@ -59,6 +72,8 @@ pub const BACKENDS_MAX_ENTRIES: u32 = 262_144;
 pub const MAX_BACKENDS_PER_SERVICE: u32 = 4_096;
 /// Capacity of `SOCK_REVNAT` (LRU: the oldest entries go first).
 pub const SOCK_REVNAT_MAX_ENTRIES: u32 = 131_072;
+/// Capacity of `AFFINITY` (LRU: clients idle longest go first).
+pub const AFFINITY_MAX_ENTRIES: u32 = 131_072;
 /// Highest slot id; slots are `1..=MAX_SLOT` (twice the services, so every service can be
 /// mid-swap at once).
 pub const MAX_SLOT: u32 = 2 * SERVICES_MAX_ENTRIES;
@@ -220,6 +235,29 @@ pub struct ServiceAddr {
     pub _pad: u16,
 }
 
+/// Key of `AFFINITY`: one client of one service.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AffinityKey {
+    /// `bpf_get_netns_cookie` of the connecting socket (a pod, or the node).
+    pub netns_cookie: u64,
+    /// The service address.
+    pub service: ServiceKey,
+}
+
+/// Value of `AFFINITY`: the backend a client was sent to, and when.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AffinityValue {
+    pub backend: Backend,
+    /// The backend's index in the service's slot when it was chosen.
+    pub index: u32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+    /// `bpf_ktime_get_ns` of the last connect that used it.
+    pub last_used_ns: u64,
+}
+
 // SAFETY: every type is `repr(C)`, `Copy`, made only of integers, with every padding byte an
 // explicit field, so any bit pattern is valid and no byte is uninitialised.
 #[cfg(feature = "user")]
@@ -239,6 +277,12 @@ unsafe impl aya::Pod for RevNatKey {}
 // SAFETY: as above.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for ServiceAddr {}
+// SAFETY: as above.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for AffinityKey {}
+// SAFETY: as above.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for AffinityValue {}
 
 #[cfg(test)]
 mod tests {
@@ -252,6 +296,8 @@ mod tests {
         assert_eq!(core::mem::size_of::<Backend>(), 8);
         assert_eq!(core::mem::size_of::<RevNatKey>(), 16);
         assert_eq!(core::mem::size_of::<ServiceAddr>(), 8);
+        assert_eq!(core::mem::size_of::<AffinityKey>(), 16);
+        assert_eq!(core::mem::size_of::<AffinityValue>(), 24);
         assert_eq!(core::mem::align_of::<ServiceKey>(), 4);
         assert_eq!(core::mem::align_of::<RevNatKey>(), 8);
     }

@@ -17,8 +17,9 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray},
 };
 use skiff_agent_common::{
-    BACKENDS_MAX_ENTRIES, Backend, BackendKey, RevNatKey, SERVICES_MAX_ENTRIES,
-    SOCK_REVNAT_MAX_ENTRIES, STAT_COUNT, ServiceAddr, ServiceKey, ServiceValue,
+    AFFINITY_MAX_ENTRIES, AffinityKey, AffinityValue, BACKENDS_MAX_ENTRIES, Backend, BackendKey,
+    RevNatKey, SERVICES_MAX_ENTRIES, SOCK_REVNAT_MAX_ENTRIES, STAT_COUNT, ServiceAddr, ServiceKey,
+    ServiceValue,
 };
 
 /// Service virtual address → where its backend set lives. Pinned by name so it outlives the
@@ -29,13 +30,21 @@ pub(crate) static SERVICES: HashMap<ServiceKey, ServiceValue> =
 
 /// (slot, index) → backend. Pinned by name.
 #[map(name = "BACKENDS")]
-pub(crate) static BACKENDS: HashMap<BackendKey, Backend> =
-    HashMap::pinned(BACKENDS_MAX_ENTRIES, 0);
+pub(crate) static BACKENDS: HashMap<BackendKey, Backend> = HashMap::pinned(BACKENDS_MAX_ENTRIES, 0);
 
 /// (socket cookie, backend) → the service address the socket used. Pinned by name.
 #[map(name = "SOCK_REVNAT")]
 pub(crate) static SOCK_REVNAT: LruHashMap<RevNatKey, ServiceAddr> =
     LruHashMap::pinned(SOCK_REVNAT_MAX_ENTRIES, 0);
+
+/// Service → session-affinity timeout in seconds (ClientIP services only). Pinned by name.
+#[map(name = "AFFINITY_CFG")]
+pub(crate) static AFFINITY_CFG: HashMap<ServiceKey, u32> = HashMap::pinned(SERVICES_MAX_ENTRIES, 0);
+
+/// (client netns, service) → the backend it was last sent to. Pinned by name.
+#[map(name = "AFFINITY")]
+pub(crate) static AFFINITY: LruHashMap<AffinityKey, AffinityValue> =
+    LruHashMap::pinned(AFFINITY_MAX_ENTRIES, 0);
 
 /// Per-CPU packet counters of the XDP program, indexed by `skiff_agent_common::STAT_*`.
 #[map(name = "XDP_STATS")]

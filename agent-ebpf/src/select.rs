@@ -9,8 +9,8 @@ pub(crate) enum Pick {
     NotService,
     /// A service without a usable backend: refuse.
     NoBackend,
-    /// Send it here.
-    Backend(Backend),
+    /// Send it here (the backend and its index in the service's slot).
+    Backend(Backend, u32),
 }
 
 /// One lookup; `None` when the slot read from the service entry was swapped out meanwhile.
@@ -33,7 +33,28 @@ fn pick_once(key: &ServiceKey, hash: u32) -> Option<Pick> {
         })
     }
     .copied()?;
-    Some(Pick::Backend(backend))
+    Some(Pick::Backend(backend, index))
+}
+
+/// The backend at `index` of `key`'s current set, if it is still `expected` (session affinity).
+#[inline(always)]
+pub(crate) fn still_there(key: &ServiceKey, index: u32, expected: &Backend) -> bool {
+    // SAFETY: as in `pick_once`.
+    let Some(svc) = (unsafe { SERVICES.get(key) }).copied() else {
+        return false;
+    };
+    if index >= svc.count {
+        return false;
+    }
+    // SAFETY: as above.
+    let found = unsafe {
+        BACKENDS.get(BackendKey {
+            slot: svc.slot,
+            index,
+        })
+    }
+    .copied();
+    found.is_some_and(|b| b.addr == expected.addr && b.port == expected.port)
 }
 
 /// Picks the backend for `key` with `hash` (random per connect, or a flow hash). A miss in

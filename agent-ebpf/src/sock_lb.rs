@@ -4,14 +4,17 @@
 //! `getpeername4` show the application the service address again.
 use aya_ebpf::{
     cty::c_void,
-    helpers::{bpf_get_prandom_u32, bpf_get_socket_cookie, bpf_set_retval},
+    helpers::{
+        bpf_get_netns_cookie, bpf_get_prandom_u32, bpf_get_socket_cookie, bpf_ktime_get_ns,
+        bpf_set_retval,
+    },
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
-use skiff_agent_common::{RevNatKey, ServiceAddr, ServiceKey};
+use skiff_agent_common::{AffinityKey, AffinityValue, RevNatKey, ServiceAddr, ServiceKey};
 
-use crate::SOCK_REVNAT;
-use crate::select::{Pick, pick};
+use crate::select::{Pick, pick, still_there};
+use crate::{AFFINITY, AFFINITY_CFG, SOCK_REVNAT};
 
 /// Verdict that lets the syscall proceed (with the possibly rewritten address).
 const ALLOW: i32 = 1;
@@ -33,16 +36,14 @@ fn translate(ctx: &SockAddrContext) -> i32 {
         proto: sa.protocol as u8,
         _pad: 0,
     };
-    // SAFETY: a helper without memory arguments.
-    let hash = unsafe { bpf_get_prandom_u32() };
-    match pick(&key, hash) {
+    match pick_for_client(ctx, &key) {
         Pick::NotService => ALLOW,
         Pick::NoBackend => {
             // SAFETY: allowed for connect4/sendmsg4; only sets the syscall's return value.
             unsafe { bpf_set_retval(-ECONNREFUSED) };
             REJECT
         }
-        Pick::Backend(backend) => {
+        Pick::Backend(backend, _) => {
             // SAFETY: the context is the socket address context the helper accepts.
             let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr as *mut c_void) };
             let rev = RevNatKey {
@@ -57,12 +58,55 @@ fn translate(ctx: &SockAddrContext) -> i32 {
                 _pad: 0,
             };
             // A full LRU evicts its oldest entry; a failed insert only costs the reverse view.
-            let _ = SOCK_REVNAT.insert(&rev, &service, 0);
+            let _ = SOCK_REVNAT.insert(rev, service, 0);
             sa.user_ip4 = backend.addr;
             sa.user_port = u32::from(backend.port);
             ALLOW
         }
     }
+}
+
+/// A random pick, or for a ClientIP-affinity service the client's backend of its last
+/// connect within the timeout (if the service still has it), remembered for the next one.
+#[inline(always)]
+fn pick_for_client(ctx: &SockAddrContext, key: &ServiceKey) -> Pick {
+    // SAFETY: a helper without memory arguments.
+    let hash = unsafe { bpf_get_prandom_u32() };
+    // SAFETY: copied out at once.
+    let Some(timeout_s) = (unsafe { AFFINITY_CFG.get(key) }).copied() else {
+        return pick(key, hash);
+    };
+    // SAFETY: the context is the socket address context the helper accepts.
+    let netns_cookie = unsafe { bpf_get_netns_cookie(ctx.sock_addr as *mut c_void) };
+    let akey = AffinityKey {
+        netns_cookie,
+        service: *key,
+    };
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: copied out at once.
+    if let Some(prev) = unsafe { AFFINITY.get(akey) }.copied()
+        && now.wrapping_sub(prev.last_used_ns) < u64::from(timeout_s) * 1_000_000_000
+        && still_there(key, prev.index, &prev.backend)
+    {
+        let value = AffinityValue {
+            last_used_ns: now,
+            ..prev
+        };
+        let _ = AFFINITY.insert(akey, value, 0);
+        return Pick::Backend(prev.backend, prev.index);
+    }
+    let picked = pick(key, hash);
+    if let Pick::Backend(backend, index) = &picked {
+        let value = AffinityValue {
+            backend: *backend,
+            index: *index,
+            _pad: 0,
+            last_used_ns: now,
+        };
+        let _ = AFFINITY.insert(akey, value, 0);
+    }
+    picked
 }
 
 /// Shows the service address in place of a backend this socket was sent to.
@@ -79,7 +123,7 @@ fn restore(ctx: &SockAddrContext) -> i32 {
         _pad: 0,
     };
     // SAFETY: copied out at once.
-    if let Some(service) = unsafe { SOCK_REVNAT.get(&rev) }.copied() {
+    if let Some(service) = unsafe { SOCK_REVNAT.get(rev) }.copied() {
         sa.user_ip4 = service.addr;
         sa.user_port = u32::from(service.port);
     }

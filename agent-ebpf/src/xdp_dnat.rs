@@ -107,7 +107,7 @@ fn dnat(ctx: &XdpContext) -> Option<()> {
     // The flow's source picks the backend, so every packet of a flow goes to the same one.
     let saddr: [u8; 4] = read(ip, IP_SADDR);
     let sport: [u8; 2] = read(l4, 0);
-    let Pick::Backend(backend) = pick(&key, flow_hash(saddr, sport)) else {
+    let Pick::Backend(backend, _) = pick(&key, flow_hash(saddr, sport)) else {
         return None;
     };
     let new_addr = backend.addr.to_ne_bytes();

@@ -2,8 +2,8 @@
 //! (reconnecting as needed), hands stream requests to [`crate::streams`], runs the service
 //! load balancer's stream ([`crate::services`]), and removes everything on `cleanup`.
 
-use std::net::IpAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +34,14 @@ pub struct AgentConfig {
     pub bpffs_dir: PathBuf,
     pub bridge: String,
     pub netns_dir: PathBuf,
+    /// The cgroup2 dir the socket load-balancing programs attach to (`None`: the cgroup2
+    /// root, so node processes are covered too).
+    pub lb_cgroup_root: Option<PathBuf>,
+    /// Where cluster DNS relays names outside the cluster domain (`None`: REFUSED).
+    pub dns_upstream: Option<SocketAddr>,
+    /// A container log file is rotated past this many bytes, keeping this many files.
+    pub container_log_max_size: u64,
+    pub container_log_max_files: u32,
 }
 
 impl AgentConfig {
@@ -49,8 +57,64 @@ impl AgentConfig {
     }
 
     fn cgroup2_dir(&self) -> PathBuf {
-        PathBuf::from("/sys/fs/cgroup/unified").join(&self.cgroup_root)
+        Path::new(UNIFIED_ROOT).join(&self.cgroup_root)
     }
+
+    fn lb_cgroup_dir(&self) -> PathBuf {
+        self.lb_cgroup_root.clone().unwrap_or_else(cgroup2_root)
+    }
+}
+
+/// The cgroup2 mount on this (hybrid) host.
+const UNIFIED_ROOT: &str = "/sys/fs/cgroup/unified";
+
+/// The root of the cgroup2 hierarchy: the hybrid layout's `unified` mount, or `/sys/fs/cgroup`
+/// itself on a pure cgroup2 host.
+fn cgroup2_root() -> PathBuf {
+    use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, statfs};
+    let is_cgroup2 = |p: &str| statfs(p).is_ok_and(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC);
+    if !is_cgroup2(UNIFIED_ROOT) && is_cgroup2("/sys/fs/cgroup") {
+        return PathBuf::from("/sys/fs/cgroup");
+    }
+    PathBuf::from(UNIFIED_ROOT)
+}
+
+/// The key of the cluster DNS address's static load-balancer entries.
+fn cluster_dns_key() -> crate::services::NsName {
+    crate::services::NsName::new("", "cluster-dns")
+}
+
+/// The pod bridge's address: the pod CIDR's first host address.
+fn bridge_address(pod_cidr: &str) -> anyhow::Result<Ipv4Addr> {
+    let (net, _) = pod_cidr
+        .split_once('/')
+        .ok_or_else(|| anyhow::anyhow!("pod CIDR {pod_cidr} has no prefix length"))?;
+    let net: Ipv4Addr = net.parse()?;
+    Ok(Ipv4Addr::from(u32::from(net) + 1))
+}
+
+/// Starts cluster DNS on the bridge address, port 53, and returns its zone with the static
+/// socket-LB entries that send the cluster DNS address there (UDP and TCP).
+async fn start_dns(
+    config: &AgentConfig,
+    pod_cidr: &str,
+    cluster_dns: &str,
+) -> anyhow::Result<crate::services::Extras> {
+    use crate::lb::{L4Proto, Vip};
+    let listen = SocketAddrV4::new(bridge_address(pod_cidr)?, 53);
+    let zone = Arc::new(crate::dns::Zone::default());
+    let server = crate::dns::DnsServer::bind(listen.into()).await?;
+    server.spawn(zone.clone(), config.dns_upstream);
+    let vip_ip: Ipv4Addr = cluster_dns.parse()?;
+    let entries = [L4Proto::Udp, L4Proto::Tcp]
+        .into_iter()
+        .map(|proto| (Vip::new(SocketAddrV4::new(vip_ip, 53), proto), vec![listen]))
+        .collect();
+    tracing::info!(%listen, cluster_dns, "cluster DNS listening");
+    Ok(crate::services::Extras {
+        zone: Some(zone),
+        statics: vec![(cluster_dns_key(), entries)],
+    })
 }
 
 /// Runs the agent until SIGINT/SIGTERM. Running pods are left running (a restarted agent
@@ -77,16 +141,21 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     // `cleanup` needs the CIDRs to remove the routes, possibly without a control plane.
     std::fs::write(root_dir.join("cidrs.json"), serde_json::to_vec(&cidrs)?)?;
     let network = PodNetwork::setup_node(config.network(&cidrs[0], &cidrs[1], &cidrs[2])).await?;
-    let lb = ServiceLb::load(&config.bpffs_dir, &config.cgroup2_dir())?;
+    let lb = ServiceLb::load(&config.bpffs_dir, &config.lb_cgroup_dir())?;
+    let extras = start_dns(&config, &cidrs[0], &registration.cluster_dns).await?;
     // ClusterIP services: the maps follow the control plane's Services stream from here on.
     let (_services, _programming_stats) =
-        crate::services::spawn(client.clone(), config.node_name.clone(), lb);
+        crate::services::spawn(client.clone(), config.node_name.clone(), lb, extras);
     let registries = match &config.registries {
         Some(path) => RegistryConfig::load(path)?,
         None => RegistryConfig::default(),
     };
     let images = ImageStore::new(root_dir.join("images"), registries)?;
-    let runtime = Runtime::new(root_dir.join("containers"), std::env::current_exe()?)?;
+    let runtime = Runtime::new(root_dir.join("containers"), std::env::current_exe()?)?
+        .with_log_limits(
+            config.container_log_max_size,
+            config.container_log_max_files,
+        );
     let deps = Arc::new(Deps {
         runtime,
         images,

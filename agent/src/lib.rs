@@ -2,6 +2,7 @@
 
 pub mod cgroups;
 pub mod daemon;
+pub mod dns;
 pub mod hollow;
 pub mod images;
 pub mod lb;

@@ -2,7 +2,7 @@
 //! made), `hollow` (simulated nodes for scale tests) and the internal `shim` (one
 //! single-threaded parent process per container).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -49,6 +49,15 @@ struct RunArgs {
     /// Registry mirrors (k3s registries.yaml format).
     #[arg(long)]
     registries: Option<PathBuf>,
+    /// Relay DNS names outside cluster.local to this server (off: they get REFUSED).
+    #[arg(long)]
+    dns_upstream: Option<SocketAddr>,
+    /// Rotate a container's log file past this size (kubelet's containerLogMaxSize).
+    #[arg(long, default_value = "10Mi", value_parser = parse_size)]
+    container_log_max_size: u64,
+    /// Log files kept per container, the live one included (containerLogMaxFiles).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..))]
+    container_log_max_files: u32,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -70,6 +79,11 @@ struct NodeArgs {
     /// Where pod network namespaces are bind-mounted.
     #[arg(long, default_value = "/run/netns")]
     netns_dir: PathBuf,
+    /// The cgroup2 directory the ClusterIP socket programs attach to; every process below it
+    /// reaches services (default: the cgroup2 root, so node processes do too). Test clusters
+    /// sharing one host pass their own subtree.
+    #[arg(long)]
+    lb_cgroup_root: Option<PathBuf>,
 }
 
 impl NodeArgs {
@@ -106,8 +120,22 @@ impl NodeArgs {
             bpffs_dir: self.bpffs_dir,
             bridge: self.bridge,
             netns_dir: self.netns_dir,
+            lb_cgroup_root: self.lb_cgroup_root,
+            dns_upstream: None,
+            container_log_max_size: 10 << 20,
+            container_log_max_files: 5,
         }
     }
+}
+
+/// A size as Kubernetes quantities write it (`10Mi`, `500k`, `1048576`).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let q = k8s_openapi::apimachinery::pkg::api::resource::Quantity(s.to_string());
+    let bytes = skiff_proto::quantity::parse_bytes(&q).map_err(|e| e.to_string())?;
+    u64::try_from(bytes)
+        .ok()
+        .filter(|b| *b > 0)
+        .ok_or_else(|| format!("{s} is not a positive size"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -138,6 +166,12 @@ fn main() -> anyhow::Result<()> {
                 run.node_ip,
                 run.registries,
             );
+            let config = AgentConfig {
+                dns_upstream: run.dns_upstream,
+                container_log_max_size: run.container_log_max_size,
+                container_log_max_files: run.container_log_max_files,
+                ..config
+            };
             runtime.block_on(daemon::run(config))
         }
         Cmd::Cleanup(node) => runtime.block_on(daemon::cleanup(node.cleanup_config())),

@@ -1,5 +1,6 @@
 //! The multi-node lab end to end: three nodes come up Ready with distinct pod CIDRs, a pod on
-//! one node reaches a pod on another by pod IP through the node routes, the external client
+//! one node reaches a pod on another by pod IP through the node routes, and on a third node by
+//! service name (that node's cluster DNS and socket LB), the external client
 //! reaches node addresses but has no route to pod addresses, no lab namespace has a default
 //! route, forwarding stays off on the host, and nothing is left after the lab drops.
 
@@ -14,6 +15,7 @@ fn pod(name: &str, node: &str, script: &str, restart: &str) -> String {
 kind: Pod
 metadata:
   name: {name}
+  labels: {{app: {name}}}
 spec:
   restartPolicy: {restart}
   nodeSelector:
@@ -116,6 +118,34 @@ fn three_node_lab_routes_pod_traffic_between_nodes() {
         in_cidr(fetch_ip.trim(), &lab.nodes[0].pod_cidr),
         "fetch pod IP {fetch_ip} is not in node1's {}",
         lab.nodes[0].pod_cidr
+    );
+
+    // A ClusterIP service in front of the web pod, by name from node3: that node's cluster
+    // DNS resolves it and its socket LB sends the connect to the backend on node2.
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080}]\n",
+    )
+    .unwrap();
+    lab.kubectl_ok(&["create", "-f", manifest.to_str().unwrap()]);
+    let fetch_svc = "for i in $(seq 1 30); do if timeout 3 wget -q -O- http://web/index.html; then exit 0; fi; sleep 1; done; exit 1";
+    std::fs::write(&manifest, pod("fetch-svc", "node3", fetch_svc, "Never")).unwrap();
+    lab.kubectl_ok(&["create", "-f", manifest.to_str().unwrap()]);
+    let phase = wait_for(
+        "the fetch-svc pod to finish",
+        Duration::from_secs(90),
+        || {
+            let out = lab.kubectl(&["get", "pod", "fetch-svc", "-o", "jsonpath={.status.phase}"]);
+            let phase = out.stdout.trim().to_string();
+            (phase == "Succeeded" || phase == "Failed").then_some(phase)
+        },
+    );
+    let logs = lab.kubectl_ok(&["logs", "fetch-svc"]);
+    assert_eq!(
+        (phase.as_str(), logs.trim()),
+        ("Succeeded", "hello-from-node2"),
+        "http://web/ from node3\n{}",
+        lab.logs()
     );
 
     // The external client reaches node addresses, but has no route to any pod address.

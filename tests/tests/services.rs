@@ -1,8 +1,10 @@
 //! ClusterIP services end to end with the real kubectl: a Deployment of three busybox httpd
 //! pods behind a Service (targetPort by name), reached from another pod through the agent's
 //! socket-level eBPF load balancer — every backend answers, a selector-less Service with a
-//! hand-written EndpointSlice works, no iptables rule is involved, `kill -9` of the agent does
-//! not interrupt service, and a Service scaled to zero refuses connections at once.
+//! hand-written EndpointSlice works, names resolve through the agent's cluster DNS (search
+//! paths, SRV, NXDOMAIN), sessionAffinity ClientIP sticks, a process on the node reaches the ClusterIP too, no iptables rule is
+//! involved, `kill -9` of the agent does not interrupt service, and a Service scaled to zero
+//! refuses connections at once.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -150,6 +152,100 @@ fn cluster_ip_services_balance_survive_agent_restarts_and_refuse_without_backend
         },
     );
     assert_eq!(seen.len(), 3);
+
+    // Cluster DNS: the pod's resolv.conf (search path, ndots:5) names the cluster DNS address,
+    // which the agent's socket LB sends to its DNS server.
+    let nslookup = cluster.kubectl_ok(&[
+        "exec",
+        "client",
+        "--",
+        "sh",
+        "-c",
+        "nslookup web 2>&1 || true",
+    ]);
+    assert!(
+        nslookup.contains(&format!("Address: {ip}"))
+            || nslookup.contains(&format!("Address:\t{ip}")),
+        "nslookup web:\n{nslookup}"
+    );
+    for name in ["web", "web.default", "web.default.svc.cluster.local"] {
+        let (lines, out) = fetch(&cluster, &format!("http://{name}/"), 3);
+        assert!(
+            lines.len() == 3 && lines.iter().all(|l| pods.contains(l)),
+            "wget http://{name}/:\n{out}"
+        );
+    }
+    let srv = cluster.kubectl_ok(&[
+        "exec",
+        "client",
+        "--",
+        "sh",
+        "-c",
+        "nslookup -type=srv _web._tcp.web.default.svc.cluster.local 2>&1 || true",
+    ]);
+    assert!(
+        srv.contains("web.default.svc.cluster.local") && srv.contains(" 80 "),
+        "SRV for the named port:\n{srv}"
+    );
+    let missing = cluster.kubectl_ok(&[
+        "exec",
+        "client",
+        "--",
+        "sh",
+        "-c",
+        "nslookup nope 2>&1; echo rc=$?",
+    ]);
+    assert!(
+        !missing.contains("rc=0") && !missing.contains("Address: 10.43."),
+        "an unknown name does not resolve:\n{missing}"
+    );
+
+    // sessionAffinity ClientIP: one client (pod) sticks to one backend; back to None, it
+    // spreads again.
+    cluster.kubectl_ok(&[
+        "patch", "svc", "web", "-p",
+        r#"{"spec":{"sessionAffinity":"ClientIP","sessionAffinityConfig":{"clientIP":{"timeoutSeconds":60}}}}"#,
+    ]);
+    wait_for("session affinity", Duration::from_secs(30), || {
+        let (lines, _) = fetch(&cluster, &url, 15);
+        let distinct: BTreeSet<String> = lines.into_iter().collect();
+        (distinct.len() == 1 && pods.is_superset(&distinct)).then_some(())
+    });
+    cluster.kubectl_ok(&[
+        "patch",
+        "svc",
+        "web",
+        "-p",
+        r#"{"spec":{"sessionAffinity":"None"}}"#,
+    ]);
+    wait_for("affinity off again", Duration::from_secs(30), || {
+        let (lines, _) = fetch(&cluster, &url, 40);
+        let distinct: BTreeSet<String> = lines.into_iter().collect();
+        (distinct == pods).then_some(())
+    });
+
+    // From the node itself: a process in the agent's socket-LB cgroup (here this cluster's
+    // subtree; on a real node the cgroup2 root) reaches the ClusterIP without any pod netns.
+    let node_cgroup = format!("/sys/fs/cgroup/unified/{}/node-test", cluster.cgroup_root);
+    std::fs::create_dir_all(&node_cgroup).unwrap();
+    let out = cluster
+        .ns
+        .command("sh")
+        .args([
+            "-c",
+            &format!(
+                "echo $$ > {node_cgroup}/cgroup.procs && for i in 1 2 3; do timeout 5 wget -q -O- {url}; done"
+            ),
+        ])
+        .output()
+        .unwrap();
+    let answers = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = answers.lines().collect();
+    assert!(
+        lines.len() == 3 && lines.iter().all(|l| pods.contains(*l)),
+        "from the node: {answers} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A selector-less Service with a hand-written EndpointSlice (unnamed port).
     let one_ip = ready_web_ips(&cluster).remove(0);

@@ -7,8 +7,8 @@ use std::net::SocketAddrV4;
 
 use aya::maps::{HashMap, MapData, MapError};
 use skiff_agent_common::{
-    BACKENDS_MAP, Backend, BackendKey, MAX_BACKENDS_PER_SERVICE, MAX_SLOT, SERVICES_MAP,
-    ServiceKey, ServiceValue,
+    AFFINITY_CFG_MAP, BACKENDS_MAP, Backend, BackendKey, MAX_BACKENDS_PER_SERVICE, MAX_SLOT,
+    SERVICES_MAP, ServiceKey, ServiceValue,
 };
 use tracing::{debug, info};
 
@@ -222,6 +222,42 @@ impl ServiceLb {
         let mut out = Programmed::new();
         for (vip, value) in current {
             out.insert(vip, self.slot_backends(value)?);
+        }
+        Ok(out)
+    }
+
+    fn affinity_map(&mut self) -> Result<HashMap<&mut MapData, ServiceKey, u32>, LbError> {
+        let map = self
+            .ebpf
+            .map_mut(AFFINITY_CFG_MAP)
+            .ok_or(LbError::Missing(AFFINITY_CFG_MAP))?;
+        Ok(HashMap::try_from(map)?)
+    }
+
+    /// Gives `vip` ClientIP session affinity with this timeout (seconds), or none.
+    pub fn set_affinity(&mut self, vip: Vip, timeout_s: Option<u32>) -> Result<(), LbError> {
+        let mut map = self.affinity_map()?;
+        match timeout_s {
+            Some(t) => map.insert(key_of(vip), t, 0)?,
+            None => match map.remove(&key_of(vip)) {
+                Err(e) if !not_found(&e) => return Err(e.into()),
+                _ => {}
+            },
+        }
+        Ok(())
+    }
+
+    /// Every service with session affinity and its timeout, as the map holds them.
+    pub fn affinities(&mut self) -> Result<StdHashMap<Vip, u32>, LbError> {
+        let mut out = StdHashMap::new();
+        for item in self.affinity_map()?.iter() {
+            let (key, timeout) = item?;
+            if let Some(proto) = L4Proto::from_number(key.proto) {
+                out.insert(
+                    Vip::new(SocketAddrV4::new(key.ip(), key.host_port()), proto),
+                    timeout,
+                );
+            }
         }
         Ok(out)
     }

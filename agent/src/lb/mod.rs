@@ -7,6 +7,7 @@
 //! loaded programs without a moment where connects go unrewritten.
 
 mod dirs;
+pub mod maglev;
 mod maps;
 #[cfg(test)]
 mod tests;

@@ -111,6 +111,17 @@ fn object_has_every_program_and_map_the_agent_uses() {
         sizes(SOCK_REVNAT_MAP),
         (size_of::<RevNatKey>(), size_of::<ServiceAddr>())
     );
+    assert_eq!(
+        sizes(skiff_agent_common::AFFINITY_MAP),
+        (
+            size_of::<skiff_agent_common::AffinityKey>(),
+            size_of::<skiff_agent_common::AffinityValue>()
+        )
+    );
+    assert_eq!(
+        sizes(skiff_agent_common::AFFINITY_CFG_MAP),
+        (size_of::<ServiceKey>(), size_of::<u32>())
+    );
     assert!(obj.maps.contains_key(XDP_STATS_MAP), "XDP_STATS map");
     for (prog, _) in SOCK_PROGRAMS {
         assert!(

@@ -50,6 +50,12 @@ impl std::fmt::Display for NsName {
 /// One service's entries: service address → backends (sorted).
 pub type Entries = BTreeMap<Vip, Vec<SocketAddrV4>>;
 
+/// One service's ClientIP session affinity: service address → timeout in seconds.
+pub type Affinity = BTreeMap<Vip, u32>;
+
+/// kube-proxy's default ClientIP affinity timeout (3 hours).
+pub const DEFAULT_AFFINITY_TIMEOUT: u32 = 10_800;
+
 /// Every Service and EndpointSlice the agent knows.
 #[derive(Debug, Default)]
 pub struct Desired {
@@ -57,6 +63,8 @@ pub struct Desired {
     slices: HashMap<NsName, EndpointSlice>,
     /// Service → the slices labelled with it.
     slices_of: HashMap<NsName, BTreeSet<NsName>>,
+    /// Entries the agent adds itself (the cluster DNS address), kept across snapshots.
+    statics: HashMap<NsName, Entries>,
 }
 
 fn owner(slice: &EndpointSlice) -> Option<NsName> {
@@ -73,6 +81,7 @@ impl Desired {
         self.services
             .keys()
             .chain(self.slices_of.keys())
+            .chain(self.statics.keys())
             .cloned()
             .collect()
     }
@@ -128,7 +137,11 @@ impl Desired {
 
     /// Replaces everything (a snapshot).
     pub fn replace_all(&mut self, services: Vec<Service>, slices: Vec<EndpointSlice>) {
-        *self = Self::default();
+        let statics = std::mem::take(&mut self.statics);
+        *self = Self {
+            statics,
+            ..Self::default()
+        };
         for s in services {
             self.upsert_service(s);
         }
@@ -137,19 +150,66 @@ impl Desired {
         }
     }
 
-    /// What the maps should hold for `service` (empty when it does not exist or gets no LB).
-    pub fn entries(&self, service: &NsName) -> Entries {
-        let Some(svc) = self.services.get(service) else {
-            return Entries::new();
-        };
-        let slices: Vec<&EndpointSlice> = self
-            .slices_of
+    /// Sets entries the agent programs on its own under `key` (a name no API object has,
+    /// e.g. an empty namespace); they survive snapshots.
+    pub fn set_static(&mut self, key: NsName, entries: Entries) {
+        self.statics.insert(key, entries);
+    }
+
+    fn slices_for(&self, service: &NsName) -> Vec<&EndpointSlice> {
+        self.slices_of
             .get(service)
             .into_iter()
             .flatten()
             .filter_map(|k| self.slices.get(k))
-            .collect();
-        service_entries(svc, &slices)
+            .collect()
+    }
+
+    /// What the maps should hold for `service` (empty when it does not exist or gets no LB).
+    pub fn entries(&self, service: &NsName) -> Entries {
+        if let Some(entries) = self.statics.get(service) {
+            return entries.clone();
+        }
+        let Some(svc) = self.services.get(service) else {
+            return Entries::new();
+        };
+        service_entries(svc, &self.slices_for(service))
+    }
+
+    /// The session affinity of `service`'s entries (empty unless `sessionAffinity: ClientIP`).
+    pub fn affinity(&self, service: &NsName) -> Affinity {
+        let Some(spec) = self.services.get(service).and_then(|s| s.spec.as_ref()) else {
+            return Affinity::new();
+        };
+        if spec.session_affinity.as_deref() != Some("ClientIP") {
+            return Affinity::new();
+        }
+        let timeout = spec
+            .session_affinity_config
+            .as_ref()
+            .and_then(|c| c.client_ip.as_ref())
+            .and_then(|c| c.timeout_seconds)
+            .and_then(|t| u32::try_from(t).ok())
+            .filter(|t| *t > 0)
+            .unwrap_or(DEFAULT_AFFINITY_TIMEOUT);
+        self.entries(service)
+            .into_keys()
+            .map(|vip| (vip, timeout))
+            .collect()
+    }
+
+    /// What cluster DNS should answer for `service` (`None`: the name does not exist).
+    pub fn dns_record(&self, service: &NsName) -> Option<crate::dns::ServiceRecord> {
+        let svc = self.services.get(service)?;
+        crate::dns::service_record(svc, &self.slices_for(service))
+    }
+
+    /// The DNS view of every service.
+    pub fn dns_records(&self) -> HashMap<NsName, crate::dns::ServiceRecord> {
+        self.services
+            .keys()
+            .filter_map(|k| Some((k.clone(), self.dns_record(k)?)))
+            .collect()
     }
 }
 

@@ -1,7 +1,7 @@
 //! The agent's side of ClusterIP services (kube-proxy's job): follows the control plane's
 //! `Services` stream, keeps the desired state ([`desired`]: Services × EndpointSlices → per
 //! service port backend lists) and programs the eBPF maps incrementally ([`program`]), timing
-//! each change ([`stats`]).
+//! each change ([`stats`]); it also keeps the cluster DNS zone ([`crate::dns`]) in step.
 //!
 //! Until the first snapshot arrives the pinned maps keep whatever an earlier agent wrote, so
 //! connections keep working across an agent restart; the snapshot then reconciles them.
@@ -21,7 +21,7 @@ use futures::StreamExt;
 use skiff_proto::node::service_update::Update;
 use skiff_proto::node::{ServiceObjectKind, ServicesRequest};
 
-pub use desired::{Desired, Entries, NsName};
+pub use desired::{Affinity, Desired, Entries, NsName};
 pub use program::{Change, Maps, Programmer, Writes};
 pub use stats::ProgrammingStats;
 
@@ -35,14 +35,32 @@ struct Versions {
     slices: String,
 }
 
+/// What the agent adds to the services it is told about.
+#[derive(Default)]
+pub struct Extras {
+    /// Cluster DNS, kept in step with the Services stream.
+    pub zone: Option<Arc<crate::dns::Zone>>,
+    /// Entries of the agent's own (the cluster DNS address → the agent's DNS listener).
+    pub statics: Vec<(NsName, Entries)>,
+}
+
 /// Follows the Services stream forever (reconnecting), programming `lb`.
 pub async fn run(
     mut client: Client,
     node_name: String,
     lb: ServiceLb,
     stats: Arc<ProgrammingStats>,
+    extras: Extras,
 ) {
     let mut programmer = Programmer::new(lb, stats);
+    if let Some(zone) = extras.zone {
+        programmer = programmer.with_zone(zone);
+    }
+    for (key, entries) in extras.statics {
+        if let Err(e) = programmer.set_static(key.clone(), entries) {
+            tracing::error!(service = %key, error = %e, "programming a static entry failed");
+        }
+    }
     let mut versions = Versions::default();
     loop {
         follow_once(&mut client, &node_name, &mut programmer, &mut versions).await;
@@ -151,8 +169,9 @@ pub fn spawn(
     client: Client,
     node_name: String,
     lb: ServiceLb,
+    extras: Extras,
 ) -> (tokio::task::JoinHandle<()>, Arc<ProgrammingStats>) {
     let stats = Arc::new(ProgrammingStats::default());
-    let handle = tokio::spawn(run(client, node_name, lb, stats.clone()));
+    let handle = tokio::spawn(run(client, node_name, lb, stats.clone(), extras));
     (handle, stats)
 }

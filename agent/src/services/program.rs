@@ -10,8 +10,9 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use super::desired::{Desired, Entries, NsName};
+use super::desired::{Affinity, Desired, Entries, NsName};
 use super::stats::ProgrammingStats;
+use crate::dns::Zone;
 use crate::lb::{LbError, Programmed, ServiceLb, Vip};
 
 /// The map operations the programmer needs (the eBPF maps, or a fake in tests).
@@ -19,6 +20,10 @@ pub trait Maps {
     fn set_backends(&mut self, vip: Vip, backends: &[SocketAddrV4]) -> Result<(), LbError>;
     fn remove(&mut self, vip: Vip) -> Result<bool, LbError>;
     fn programmed(&mut self) -> Result<Programmed, LbError>;
+    /// Sets (`Some` seconds) or clears ClientIP session affinity of `vip`.
+    fn set_affinity(&mut self, vip: Vip, timeout_s: Option<u32>) -> Result<(), LbError>;
+    /// Every service address with session affinity, and its timeout.
+    fn affinities(&mut self) -> Result<HashMap<Vip, u32>, LbError>;
 }
 
 impl Maps for ServiceLb {
@@ -32,6 +37,14 @@ impl Maps for ServiceLb {
 
     fn programmed(&mut self) -> Result<Programmed, LbError> {
         ServiceLb::programmed(self)
+    }
+
+    fn set_affinity(&mut self, vip: Vip, timeout_s: Option<u32>) -> Result<(), LbError> {
+        ServiceLb::set_affinity(self, vip, timeout_s)
+    }
+
+    fn affinities(&mut self) -> Result<HashMap<Vip, u32>, LbError> {
+        ServiceLb::affinities(self)
     }
 }
 
@@ -49,7 +62,11 @@ pub struct Programmer<M> {
     maps: M,
     desired: Desired,
     applied: HashMap<NsName, Entries>,
+    /// Session-affinity timeouts written, per service.
+    applied_affinity: HashMap<NsName, Affinity>,
     stats: Arc<ProgrammingStats>,
+    /// Cluster DNS, kept in step with the desired state.
+    zone: Option<Arc<Zone>>,
 }
 
 /// How many map writes a sync did.
@@ -65,8 +82,23 @@ impl<M: Maps> Programmer<M> {
             maps,
             desired: Desired::default(),
             applied: HashMap::new(),
+            applied_affinity: HashMap::new(),
             stats,
+            zone: None,
         }
+    }
+
+    /// Also keeps `zone` (cluster DNS) in step with every snapshot and change.
+    pub fn with_zone(mut self, zone: Arc<Zone>) -> Self {
+        zone.replace_all(self.desired.dns_records());
+        self.zone = Some(zone);
+        self
+    }
+
+    /// Programs entries of the agent's own under `key` (kept across snapshots).
+    pub fn set_static(&mut self, key: NsName, entries: Entries) -> Result<Writes, LbError> {
+        self.desired.set_static(key.clone(), entries);
+        self.sync_service(&key)
     }
 
     /// The maps (tests).
@@ -82,6 +114,9 @@ impl<M: Maps> Programmer<M> {
         received: Instant,
     ) -> Result<Writes, LbError> {
         self.desired.replace_all(services, slices);
+        if let Some(zone) = &self.zone {
+            zone.replace_all(self.desired.dns_records());
+        }
         let writes = self.resync()?;
         self.stats.record(received.elapsed(), None);
         Ok(writes)
@@ -99,6 +134,11 @@ impl<M: Maps> Programmer<M> {
             }
             Change::SliceRemoved(k) => self.desired.remove_slice(&k),
         };
+        if let Some(zone) = &self.zone {
+            for service in &affected {
+                zone.set(service, self.desired.dns_record(service));
+            }
+        }
         let mut total = Writes::default();
         for service in &affected {
             let w = self.sync_service(service)?;
@@ -136,6 +176,19 @@ impl<M: Maps> Programmer<M> {
                 w.set += 1;
             }
         }
+        let new = self.desired.affinity(service);
+        let old = self.applied_affinity.remove(service).unwrap_or_default();
+        if !new.is_empty() {
+            self.applied_affinity.insert(service.clone(), new.clone());
+        }
+        for vip in old.keys().filter(|v| !new.contains_key(v)) {
+            self.maps.set_affinity(*vip, None)?;
+        }
+        for (vip, timeout) in &new {
+            if old.get(vip) != Some(timeout) {
+                self.maps.set_affinity(*vip, Some(*timeout))?;
+            }
+        }
         Ok(w)
     }
 
@@ -164,6 +217,25 @@ impl<M: Maps> Programmer<M> {
             if actual.get(vip) != Some(backends) {
                 self.maps.set_backends(*vip, backends)?;
                 w.set += 1;
+            }
+        }
+        self.applied_affinity.clear();
+        let mut all_affinity = HashMap::new();
+        for service in self.desired.service_names() {
+            let affinity = self.desired.affinity(&service);
+            if affinity.is_empty() {
+                continue;
+            }
+            all_affinity.extend(affinity.iter().map(|(v, t)| (*v, *t)));
+            self.applied_affinity.insert(service, affinity);
+        }
+        let actual = self.maps.affinities()?;
+        for vip in actual.keys().filter(|v| !all_affinity.contains_key(v)) {
+            self.maps.set_affinity(*vip, None)?;
+        }
+        for (vip, timeout) in &all_affinity {
+            if actual.get(vip) != Some(timeout) {
+                self.maps.set_affinity(*vip, Some(*timeout))?;
             }
         }
         tracing::info!(

@@ -16,6 +16,7 @@ use crate::lb::{L4Proto, LbError, Programmed, Vip};
 #[derive(Default)]
 struct FakeMaps {
     entries: Programmed,
+    affinity: HashMap<Vip, u32>,
     log: Vec<String>,
 }
 
@@ -33,6 +34,19 @@ impl Maps for FakeMaps {
 
     fn programmed(&mut self) -> Result<Programmed, LbError> {
         Ok(self.entries.clone())
+    }
+
+    fn set_affinity(&mut self, vip: Vip, timeout_s: Option<u32>) -> Result<(), LbError> {
+        self.log.push(format!("affinity {vip} {timeout_s:?}"));
+        match timeout_s {
+            Some(t) => self.affinity.insert(vip, t),
+            None => self.affinity.remove(&vip),
+        };
+        Ok(())
+    }
+
+    fn affinities(&mut self) -> Result<HashMap<Vip, u32>, LbError> {
+        Ok(self.affinity.clone())
     }
 }
 
@@ -133,4 +147,86 @@ fn a_snapshot_reconciles_with_what_the_pins_hold() {
     let mut log = p.maps().log.clone();
     log.sort();
     assert_eq!(log, ["remove 10.43.0.99:80/Tcp", "set 10.43.0.3:80/Tcp 1"]);
+}
+
+#[test]
+fn static_entries_survive_snapshots_and_dns_follows_every_change() {
+    use hickory_proto::rr::{Name, RecordType};
+    use std::str::FromStr;
+
+    let zone = std::sync::Arc::new(crate::dns::Zone::default());
+    let mut p = programmer().with_zone(zone.clone());
+    let dns_vip = vip("10.43.0.10");
+    let listener: SocketAddrV4 = "10.42.0.1:53".parse().unwrap();
+    let key = NsName::new("", "cluster-dns");
+    p.set_static(key, [(dns_vip, vec![listener])].into_iter().collect())
+        .unwrap();
+    assert_eq!(p.maps().entries.get(&dns_vip), Some(&vec![listener]));
+
+    let now = Instant::now();
+    p.snapshot(vec![service("web", "10.43.0.20")], vec![], now)
+        .unwrap();
+    assert_eq!(
+        p.maps().entries.get(&dns_vip),
+        Some(&vec![listener]),
+        "a snapshot does not remove the agent's own entry"
+    );
+    let web = Name::from_str("web.default.svc.cluster.local.").unwrap();
+    let api = Name::from_str("api.default.svc.cluster.local.").unwrap();
+    assert!(matches!(
+        zone.lookup(&web, RecordType::A),
+        crate::dns::Lookup::Found { .. }
+    ));
+
+    p.apply(Change::Service(Box::new(service("api", "10.43.0.21"))), now)
+        .unwrap();
+    assert!(matches!(
+        zone.lookup(&api, RecordType::A),
+        crate::dns::Lookup::Found { .. }
+    ));
+    p.apply(Change::ServiceRemoved(NsName::new("default", "web")), now)
+        .unwrap();
+    assert_eq!(
+        zone.lookup(&web, RecordType::A),
+        crate::dns::Lookup::NxDomain
+    );
+    p.snapshot(vec![], vec![], now).unwrap();
+    assert_eq!(
+        zone.lookup(&api, RecordType::A),
+        crate::dns::Lookup::NxDomain
+    );
+    assert!(p.maps().entries.contains_key(&dns_vip));
+}
+
+#[test]
+fn client_ip_affinity_follows_the_service_spec() {
+    let mut p = programmer();
+    let now = Instant::now();
+    let sticky = |timeout: Option<i32>| {
+        let mut s = service("web", "10.43.0.20");
+        let spec = s.spec.as_mut().unwrap();
+        spec.session_affinity = Some("ClientIP".into());
+        spec.session_affinity_config = timeout
+            .map(|t| serde_json::from_value(json!({"clientIP": {"timeoutSeconds": t}})).unwrap());
+        s
+    };
+    // Left over by an earlier agent for a service that no longer has affinity: removed.
+    p.maps().affinity.insert(vip("10.43.0.99"), 5);
+    p.snapshot(vec![sticky(None)], vec![slice("web", &["10.42.0.5"])], now)
+        .unwrap();
+    assert_eq!(
+        p.maps().affinity,
+        HashMap::from([(vip("10.43.0.20"), desired::DEFAULT_AFFINITY_TIMEOUT)])
+    );
+    p.apply(Change::Service(Box::new(sticky(Some(30)))), now)
+        .unwrap();
+    assert_eq!(p.maps().affinity, HashMap::from([(vip("10.43.0.20"), 30)]));
+    p.apply(Change::Service(Box::new(service("web", "10.43.0.20"))), now)
+        .unwrap();
+    assert!(p.maps().affinity.is_empty());
+    p.apply(Change::Service(Box::new(sticky(Some(30)))), now)
+        .unwrap();
+    p.apply(Change::ServiceRemoved(NsName::new("default", "web")), now)
+        .unwrap();
+    assert!(p.maps().affinity.is_empty() && p.maps().entries.is_empty());
 }

@@ -47,6 +47,9 @@ impl NodeLayout {
         cmd.arg("--root-dir")
             .arg(&self.root_dir)
             .args(["--cgroup-root", &self.cgroup_root])
+            // The lab's nodes share the host's cgroup2 tree: each attaches on its own subtree.
+            .arg("--lb-cgroup-root")
+            .arg(format!("/sys/fs/cgroup/unified/{}", self.cgroup_root))
             .arg("--bpffs-dir")
             .arg(&self.bpffs_dir)
             .arg("--netns-dir")

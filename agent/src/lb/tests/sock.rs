@@ -254,6 +254,43 @@ fn udp_datagrams_reach_backends_and_replies_come_from_the_service() {
 }
 
 #[test]
+fn client_ip_affinity_keeps_a_client_on_one_backend_until_it_goes() {
+    require_root!();
+    let fx = Fixture::new("sockaff");
+    let mut lb = fx.load();
+    in_netns(move || {
+        let backends = Backends::tcp(3);
+        let vip = SocketAddrV4::new(Ipv4Addr::new(10, 43, 200, 3), 80);
+        let service = Vip::new(vip, L4Proto::Tcp);
+        lb.set_backends(service, &backends.addrs).unwrap();
+        lb.set_affinity(service, Some(60)).unwrap();
+        assert_eq!(lb.affinities().unwrap().get(&service), Some(&60));
+        // Every client process runs in this one netns: one client, one backend.
+        let first = names(&client(&fx, "tcp", vip, 20), vip);
+        assert_eq!(first.len(), 1, "20 connects of one client: {first:?}");
+        let again = names(&client(&fx, "tcp", vip, 5), vip);
+        assert_eq!(again, first, "a later process of the same client");
+        // Its backend leaves the set: the client moves to another one and stays there.
+        let chosen: usize = first.first().unwrap()[1..].parse().unwrap();
+        let rest: Vec<SocketAddrV4> = (0..3)
+            .filter(|i| *i != chosen)
+            .map(|i| backends.addrs[i])
+            .collect();
+        lb.set_backends(service, &rest).unwrap();
+        let moved = names(&client(&fx, "tcp", vip, 10), vip);
+        assert_eq!(moved.len(), 1, "{moved:?}");
+        assert_ne!(moved, first);
+        // Without affinity, connects spread again.
+        lb.set_backends(service, &backends.addrs).unwrap();
+        lb.set_affinity(service, None).unwrap();
+        assert!(lb.affinities().unwrap().is_empty());
+        let spread = names(&client(&fx, "tcp", vip, 40), vip);
+        assert_eq!(spread.len(), 3, "{spread:?}");
+        drop(fx);
+    });
+}
+
+#[test]
 fn reload_readopts_pins_and_unload_leaves_nothing() {
     require_root!();
     let fx = Fixture::new("unload");
