@@ -228,12 +228,18 @@ fn jobs_and_cronjobs() {
     // Deleting a Job (background propagation) removes its pods through the garbage collector;
     // deleting the CronJob removes the Jobs it made.
     cluster.kubectl_ok(&["delete", "job", "five"]);
-    wait_for("five's pods to be collected", Duration::from_secs(60), || {
-        job_pods(&cluster, "five").is_empty().then_some(())
-    });
+    wait_for(
+        "five's pods to be collected",
+        Duration::from_secs(60),
+        || job_pods(&cluster, "five").is_empty().then_some(()),
+    );
     cluster.kubectl_ok(&["delete", "cronjob", "tick"]);
-    wait_for("tick's job to be collected", Duration::from_secs(60), || {
-        let jobs = cluster.kubectl(&["get", "jobs", "-o", "name"]).stdout;
-        (!jobs.contains("job.batch/manual")).then_some(())
-    });
+    wait_for(
+        "tick's job to be collected",
+        Duration::from_secs(60),
+        || {
+            let jobs = cluster.kubectl(&["get", "jobs", "-o", "name"]).stdout;
+            (!jobs.contains("job.batch/manual")).then_some(())
+        },
+    );
 }

@@ -265,11 +265,15 @@ fn daemonset_covers_a_hollow_fleet() {
     );
     // Deleting the DaemonSet collects its pods and its revision history.
     cluster.kubectl_ok(&["delete", "ds", "agent"]);
-    wait_for("the daemon pods and revisions to go", Duration::from_secs(60), || {
-        let left = daemon_pods_by_node(&cluster).len();
-        let revisions = cluster
-            .kubectl(&["get", "controllerrevisions", "-o", "name"])
-            .stdout;
-        (left == 0 && revisions.trim().is_empty()).then_some(())
-    });
+    wait_for(
+        "the daemon pods and revisions to go",
+        Duration::from_secs(60),
+        || {
+            let left = daemon_pods_by_node(&cluster).len();
+            let revisions = cluster
+                .kubectl(&["get", "controllerrevisions", "-o", "name"])
+                .stdout;
+            (left == 0 && revisions.trim().is_empty()).then_some(())
+        },
+    );
 }

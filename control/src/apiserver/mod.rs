@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub mod auth;
-pub mod crd;
 pub mod authz;
+pub mod crd;
 pub mod error;
 pub mod http;
 pub mod openapi;
