@@ -302,8 +302,10 @@ endpoints: [{{addresses: ["{one_ip}"], conditions: {{ready: true}}}}]
         "-c",
         &format!("echo {ip} > /tmp/target"),
     ]);
+    // The loop's log, empty until its first request has finished.
     let results = |c: &Cluster| {
-        c.kubectl_ok(&["exec", "client", "--", "cat", "/tmp/results"])
+        c.kubectl(&["exec", "client", "--", "cat", "/tmp/results"])
+            .stdout
             .lines()
             .map(str::to_string)
             .collect::<Vec<_>>()

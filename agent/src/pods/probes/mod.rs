@@ -167,7 +167,28 @@ impl ContainerProbes {
         check: impl Fn(&Probe) -> CheckFn,
         on_failure: EventFn,
     ) -> ContainerProbes {
-        let (tx, rx) = watch::channel(ProbeStatus::initial(c));
+        Self::resume(c, container_id, started, check, on_failure, None)
+    }
+
+    /// Like [`ContainerProbes::start`] for a container an earlier agent already probed:
+    /// `reported` is the (started, ready) it last reported for this very container, so an
+    /// agent restart neither re-runs a passed startup probe nor flips a ready container to
+    /// not ready until its probes say so (which would drop it from its Services' endpoints).
+    pub fn resume(
+        c: &Container,
+        container_id: String,
+        started: Instant,
+        check: impl Fn(&Probe) -> CheckFn,
+        on_failure: EventFn,
+        reported: Option<(bool, bool)>,
+    ) -> ContainerProbes {
+        let mut initial = ProbeStatus::initial(c);
+        let resumed_started = reported.is_some_and(|(started, _)| started);
+        if let Some((true, ready)) = reported {
+            initial.started = true;
+            initial.ready = ready;
+        }
+        let (tx, rx) = watch::channel(initial);
         let tx = Arc::new(tx);
         let mut tasks = Vec::new();
         for (kind, probe) in [
@@ -175,6 +196,9 @@ impl ContainerProbes {
             (ProbeKind::Readiness, &c.readiness_probe),
             (ProbeKind::Liveness, &c.liveness_probe),
         ] {
+            if kind == ProbeKind::Startup && resumed_started {
+                continue;
+            }
             if let Some(probe) = probe {
                 let grace = probe
                     .termination_grace_period_seconds

@@ -89,6 +89,16 @@ fn start(
     scripts: &[(ProbeKind, &Script)],
     t0: Instant,
 ) -> (ContainerProbes, Events) {
+    resume(c, scripts, t0, None)
+}
+
+/// Like [`start`], for a container a previous agent reported as (started, ready).
+fn resume(
+    c: &Container,
+    scripts: &[(ProbeKind, &Script)],
+    t0: Instant,
+    reported: Option<(bool, bool)>,
+) -> (ContainerProbes, Events) {
     let (sink, events) = recorder();
     let by_kind: Vec<(ProbeKind, CheckFn)> =
         scripts.iter().map(|(k, s)| (*k, s.check(t0))).collect();
@@ -97,7 +107,7 @@ fn start(
         (c.readiness_probe.clone(), ProbeKind::Readiness),
         (c.liveness_probe.clone(), ProbeKind::Liveness),
     ];
-    let probes = ContainerProbes::start(
+    let probes = ContainerProbes::resume(
         c,
         "id-0".into(),
         t0,
@@ -110,6 +120,7 @@ fn start(
             by_kind.iter().find(|(k, _)| *k == kind).unwrap().1.clone()
         },
         sink,
+        reported,
     );
     (probes, events)
 }
@@ -363,3 +374,36 @@ fn named_ports_resolve_from_the_container() {
 }
 
 use k8s_openapi::api::core::v1::ContainerPort;
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_ready_container_stays_ready_until_its_probes_say_otherwise() {
+    let t0 = Instant::now();
+    let c = Container {
+        startup_probe: Some(probe(10, 1, 3)),
+        readiness_probe: Some(probe(10, 1, 2)),
+        ..Default::default()
+    };
+    // The agent restarted: the container was reported started and ready. The startup probe
+    // is not run again, and readiness holds through one failure, dropping after two.
+    let startup = Script::new(&[false, false, false, false]);
+    let readiness = Script::new(&[false, false]);
+    let (probes, _) = resume(
+        &c,
+        &[
+            (ProbeKind::Startup, &startup),
+            (ProbeKind::Readiness, &readiness),
+        ],
+        t0,
+        Some((true, true)),
+    );
+    assert!(probes.status().started && probes.status().ready);
+    at(t0, 5.0).await;
+    assert!(probes.status().ready, "one failure is not enough");
+    at(t0, 15.0).await;
+    assert!(!probes.status().ready);
+    assert_eq!(probes.status().failed, None);
+    assert!(
+        startup.calls().is_empty(),
+        "the startup probe already passed"
+    );
+}

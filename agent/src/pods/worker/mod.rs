@@ -161,12 +161,22 @@ impl Worker {
                 let deps = deps.clone();
                 tokio::spawn(async move { send_event(&deps, &event).await });
             });
-            let probes = ContainerProbes::start(
+            // What was last reported for this very container (an agent restart re-adopts it).
+            let container_id = format!("skiff://{id}");
+            let reported = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|cs| cs.iter().find(|s| s.name == c.name))
+                .filter(|s| s.container_id.as_deref() == Some(container_id.as_str()))
+                .map(|s| (s.started.unwrap_or(false), s.ready));
+            let probes = ContainerProbes::resume(
                 c,
                 id.to_string(),
                 now.checked_sub(age).unwrap_or(now),
                 |p| handlers::check_for(p, &target),
                 on_failure,
+                reported,
             );
             self.probes.insert(c.name.clone(), probes);
         }
