@@ -294,6 +294,39 @@ impl Cluster {
         run_with_timeout(cmd, Duration::from_secs(60))
     }
 
+    /// Waits until the node is Ready and the `default` namespace has its ServiceAccount (what
+    /// creating pods through controllers needs).
+    pub fn wait_ready(&self) {
+        wait_for("the node to be Ready", Duration::from_secs(60), || {
+            let out = self.kubectl(&["get", "nodes"]).stdout;
+            out.lines()
+                .any(|l| l.split_whitespace().nth(1) == Some("Ready"))
+                .then_some(())
+        });
+        wait_for(
+            "the default service account",
+            Duration::from_secs(30),
+            || {
+                self.kubectl(&["get", "serviceaccount", "default"])
+                    .ok
+                    .then_some(())
+            },
+        );
+    }
+
+    /// Writes `yaml` to a file in the cluster dir and `kubectl create`s it (without client-side
+    /// validation, so tests can send what a schema would refuse).
+    pub fn create_yaml(&self, file: &str, yaml: &str) {
+        let manifest = self.dir.path().join(file);
+        std::fs::write(&manifest, yaml).expect("writing manifest");
+        self.kubectl_ok(&[
+            "create",
+            "-f",
+            manifest.to_str().expect("utf-8 path"),
+            "--validate=false",
+        ]);
+    }
+
     /// Runs kubectl inside the namespace with this cluster's kubeconfig.
     pub fn kubectl(&self, args: &[&str]) -> Output {
         let mut cmd = self.ns.command("/usr/bin/kubectl");

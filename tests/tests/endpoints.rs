@@ -47,22 +47,7 @@ fn service_endpoints_follow_the_pods() {
         panic!("the end-to-end test {why}");
     }
     let cluster = Cluster::start("endpoints");
-    wait_for("the node to be Ready", Duration::from_secs(60), || {
-        let out = cluster.kubectl(&["get", "nodes"]).stdout;
-        out.lines()
-            .any(|l| l.split_whitespace().nth(1) == Some("Ready"))
-            .then_some(())
-    });
-    wait_for(
-        "the default service account",
-        Duration::from_secs(30),
-        || {
-            cluster
-                .kubectl(&["get", "serviceaccount", "default"])
-                .ok
-                .then_some(())
-        },
-    );
+    cluster.wait_ready();
 
     cluster.kubectl_ok(&[
         "create",

@@ -61,22 +61,7 @@ fn jobs_and_cronjobs() {
         panic!("the end-to-end test {why}");
     }
     let cluster = Cluster::start("jobs");
-    wait_for("the node to be Ready", Duration::from_secs(60), || {
-        let out = cluster.kubectl(&["get", "nodes"]).stdout;
-        out.lines()
-            .any(|l| l.split_whitespace().nth(1) == Some("Ready"))
-            .then_some(())
-    });
-    wait_for(
-        "the default service account",
-        Duration::from_secs(30),
-        || {
-            cluster
-                .kubectl(&["get", "serviceaccount", "default"])
-                .ok
-                .then_some(())
-        },
-    );
+    cluster.wait_ready();
     let dir = cluster.dir.path();
     for (file, body) in [("five.json", FIVE), ("failing.json", FAILING)] {
         std::fs::write(dir.join(file), body).expect("writing manifest");

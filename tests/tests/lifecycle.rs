@@ -45,14 +45,7 @@ spec:
 fn lifecycle_hooks_run_around_the_container() {
     privileged_env().unwrap_or_else(|why| panic!("this test {why}"));
     let cluster = Cluster::start("hooks");
-    let manifest = cluster.dir.path().join("objects.yaml");
-    std::fs::write(&manifest, OBJECTS).unwrap();
-    cluster.kubectl_ok(&[
-        "create",
-        "-f",
-        manifest.to_str().unwrap(),
-        "--validate=false",
-    ]);
+    cluster.create_yaml("objects.yaml", OBJECTS);
 
     // postStart ran inside the container.
     wait_for("the postStart file", Duration::from_secs(90), || {

@@ -56,14 +56,7 @@ spec:
 fn kubectl_logs_options() {
     privileged_env().unwrap_or_else(|why| panic!("this test {why}"));
     let cluster = Cluster::start("logs");
-    let manifest = cluster.dir.path().join("objects.yaml");
-    std::fs::write(&manifest, OBJECTS).unwrap();
-    cluster.kubectl_ok(&[
-        "create",
-        "-f",
-        manifest.to_str().unwrap(),
-        "--validate=false",
-    ]);
+    cluster.create_yaml("objects.yaml", OBJECTS);
     wait_for("talker's output", Duration::from_secs(90), || {
         let logs = cluster.kubectl(&["logs", "talker"]).stdout;
         logs.contains("line-5").then_some(())

@@ -85,14 +85,7 @@ fn field(cluster: &Cluster, name: &str, path: &str) -> String {
 fn probes_drive_readiness_and_restarts() {
     privileged_env().unwrap_or_else(|why| panic!("this test {why}"));
     let cluster = Cluster::start("probes");
-    let manifest = cluster.dir.path().join("pods.yaml");
-    std::fs::write(&manifest, PODS).unwrap();
-    cluster.kubectl_ok(&[
-        "create",
-        "-f",
-        manifest.to_str().unwrap(),
-        "--validate=false",
-    ]);
+    cluster.create_yaml("pods.yaml", PODS);
 
     // Exec readiness: running but not ready until the file exists.
     wait_for(

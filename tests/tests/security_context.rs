@@ -77,14 +77,7 @@ spec:
 fn security_context_is_enforced() {
     privileged_env().unwrap_or_else(|why| panic!("this test {why}"));
     let cluster = Cluster::start("secctx");
-    let manifest = cluster.dir.path().join("objects.yaml");
-    std::fs::write(&manifest, OBJECTS).unwrap();
-    cluster.kubectl_ok(&[
-        "create",
-        "-f",
-        manifest.to_str().unwrap(),
-        "--validate=false",
-    ]);
+    cluster.create_yaml("objects.yaml", OBJECTS);
     let logs = |c: &str| {
         wait_for(
             &format!("container {c} to report"),

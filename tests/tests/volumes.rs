@@ -128,14 +128,7 @@ fn status_column(cluster: &Cluster, name: &str) -> String {
 fn config_maps_secrets_and_volumes() {
     privileged_env().unwrap_or_else(|why| panic!("this test {why}"));
     let cluster = Cluster::start("volumes");
-    let manifest = cluster.dir.path().join("objects.yaml");
-    std::fs::write(&manifest, OBJECTS).unwrap();
-    cluster.kubectl_ok(&[
-        "create",
-        "-f",
-        manifest.to_str().unwrap(),
-        "--validate=false",
-    ]);
+    cluster.create_yaml("objects.yaml", OBJECTS);
 
     // A configMap volume and env from a Secret and a ConfigMap.
     wait_for("reader to print", Duration::from_secs(90), || {

@@ -71,22 +71,7 @@ fn daemonset_and_statefulset() {
         panic!("the end-to-end test {why}");
     }
     let cluster = Cluster::start("workloads");
-    wait_for("the node to be Ready", Duration::from_secs(60), || {
-        let out = cluster.kubectl(&["get", "nodes"]).stdout;
-        out.lines()
-            .any(|l| l.split_whitespace().nth(1) == Some("Ready"))
-            .then_some(())
-    });
-    wait_for(
-        "the default service account",
-        Duration::from_secs(30),
-        || {
-            cluster
-                .kubectl(&["get", "serviceaccount", "default"])
-                .ok
-                .then_some(())
-        },
-    );
+    cluster.wait_ready();
     let dir = cluster.dir.path();
     std::fs::write(dir.join("ds.json"), DAEMONSET).expect("writing manifest");
     std::fs::write(dir.join("sts.json"), STATEFULSET).expect("writing manifest");
