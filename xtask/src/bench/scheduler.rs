@@ -427,7 +427,10 @@ pub fn run(paths: &Paths) -> Result<Vec<BenchRow>> {
         },
     ];
     for wave in &waves {
-        rows.extend(run_wave(&cluster, wave, control)?);
+        let wave_rows = run_wave(&cluster, wave, control)?;
+        // Each wave's figures as soon as they exist (a long run may be cut short).
+        print!("{}", super::table(&wave_rows));
+        rows.extend(wave_rows);
     }
     Ok(rows)
 }
