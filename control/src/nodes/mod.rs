@@ -9,6 +9,7 @@ mod objects;
 mod services;
 pub mod streams;
 
+use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -44,9 +45,10 @@ pub struct NodeService {
     network: ClusterNetwork,
     hub: StreamHub,
     pods: fanout::PodFanout,
-    /// Held from reading the taken pod CIDRs until the registering node holds its own, so two
-    /// nodes registering at once never get the same one.
-    registering: Arc<tokio::sync::Mutex<()>>,
+    /// The pod CIDRs handed out (read from the nodes once, then kept up to date here); held
+    /// from choosing a CIDR until the registering node holds it, so two nodes registering at
+    /// once never get the same one. A deleted node's CIDR stays taken until a restart.
+    registering: Arc<tokio::sync::Mutex<Option<HashSet<String>>>>,
 }
 
 impl NodeService {
@@ -106,7 +108,7 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
 }
 
 /// Takes the next free /24 of `cluster_cidr` not in `taken`.
-fn allocate_pod_cidr(cluster_cidr: &str, taken: &[String]) -> Result<String, Status> {
+fn allocate_pod_cidr(cluster_cidr: &str, taken: &HashSet<String>) -> Result<String, Status> {
     let (base, bits) = cluster_cidr
         .split_once('/')
         .ok_or_else(|| Status::internal("bad cluster CIDR"))?;
@@ -146,7 +148,7 @@ impl node_server::Node for NodeService {
             .name
             .clone()
             .ok_or_else(|| Status::invalid_argument("node has no name"))?;
-        let _registering = self.registering.lock().await;
+        let mut taken = self.registering.lock().await;
         let existing = match self.registry.get::<Node>(None, &name).await {
             Ok(n) => Some(n),
             Err(e) if e.code() == 404 => None,
@@ -158,17 +160,25 @@ impl node_server::Node for NodeService {
         {
             Some(cidr) => cidr,
             None => {
-                let nodes = self
-                    .registry
-                    .list::<Node>(None, &Default::default())
-                    .await
-                    .map_err(to_status)?;
-                let taken: Vec<String> = nodes
-                    .items
-                    .iter()
-                    .filter_map(|n| n.spec.as_ref()?.pod_cidr.clone())
-                    .collect();
-                allocate_pod_cidr(&self.network.cluster_cidr, &taken)?
+                if taken.is_none() {
+                    let nodes = self
+                        .registry
+                        .list::<Node>(None, &Default::default())
+                        .await
+                        .map_err(to_status)?;
+                    *taken = Some(
+                        nodes
+                            .items
+                            .iter()
+                            .filter_map(|n| n.spec.as_ref()?.pod_cidr.clone())
+                            .collect(),
+                    );
+                }
+                let taken = taken.get_or_insert_with(HashSet::new);
+                let cidr = allocate_pod_cidr(&self.network.cluster_cidr, taken)?;
+                // Taken from now on, even if storing the node fails (never handed out twice).
+                taken.insert(cidr.clone());
+                cidr
             }
         };
         match existing {
@@ -472,15 +482,15 @@ mod tests {
     #[test]
     fn pod_cidrs_are_handed_out_in_order_without_reuse() {
         assert_eq!(
-            allocate_pod_cidr("10.42.0.0/16", &[]).unwrap(),
+            allocate_pod_cidr("10.42.0.0/16", &HashSet::new()).unwrap(),
             "10.42.0.0/24"
         );
-        let taken = vec!["10.42.0.0/24".to_string(), "10.42.2.0/24".to_string()];
+        let taken = HashSet::from(["10.42.0.0/24".to_string(), "10.42.2.0/24".to_string()]);
         assert_eq!(
             allocate_pod_cidr("10.42.0.0/16", &taken).unwrap(),
             "10.42.1.0/24"
         );
-        let all: Vec<String> = (0..4).map(|i| format!("10.42.{i}.0/24")).collect();
+        let all: HashSet<String> = (0..4).map(|i| format!("10.42.{i}.0/24")).collect();
         assert!(allocate_pod_cidr("10.42.0.0/22", &all).is_err());
     }
 
