@@ -1,5 +1,6 @@
 //! Helpers the controllers share: label selector matching, pod readiness/availability,
-//! ownerReferences and Events about workload objects.
+//! ownerReferences, Events about workload objects, and creating/deleting an owner's pods with
+//! their Events (upstream's PodControl).
 
 use std::collections::BTreeMap;
 
@@ -157,6 +158,81 @@ pub async fn record<K: Resource + Metadata<Ty = ObjectMeta>>(
     };
     if let Err(e) = registry.create::<Event>(&event).await {
         tracing::debug!(error = %e, reason, "recording event failed");
+    }
+}
+
+/// Creates a pod for `owner` and records SuccessfulCreate / FailedCreate on it, as upstream's
+/// PodControl does for every workload controller.
+pub async fn create_owned_pod<K: Resource + Metadata<Ty = ObjectMeta>>(
+    registry: &Registry,
+    owner: &K,
+    component: &str,
+    pod: &Pod,
+) -> Result<Pod, super::ControllerError> {
+    match registry.create(pod).await {
+        Ok(pod) => {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            tracing::info!(pod = %name, owner = K::KIND, "created pod");
+            let msg = format!("Created pod: {name}");
+            record(
+                registry,
+                owner,
+                component,
+                "Normal",
+                "SuccessfulCreate",
+                msg,
+            )
+            .await;
+            Ok(pod)
+        }
+        Err(e) => {
+            let msg = format!("Error creating: {e}");
+            record(registry, owner, component, "Warning", "FailedCreate", msg).await;
+            Err(e.into())
+        }
+    }
+}
+
+/// Deletes `pod` of `owner` by uid (so a same-named successor is safe; a pod already gone is
+/// fine), with `grace` seconds if given, and records SuccessfulDelete / FailedDelete.
+pub async fn delete_owned_pod<K: Resource + Metadata<Ty = ObjectMeta>>(
+    registry: &Registry,
+    owner: &K,
+    component: &str,
+    pod: &Pod,
+    grace: Option<i64>,
+) -> Result<(), super::ControllerError> {
+    use crate::apiserver::registry::{DeleteParams, Preconditions};
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let params = DeleteParams {
+        preconditions: Preconditions {
+            uid: pod.metadata.uid.clone(),
+            resource_version: None,
+        },
+        grace_period_seconds: grace,
+        ..Default::default()
+    };
+    let ns = pod.metadata.namespace.as_deref();
+    match super::not_found_ok(registry.delete::<Pod>(ns, &name, &params).await) {
+        Ok(_) => {
+            tracing::info!(pod = %name, owner = K::KIND, "deleted pod");
+            let msg = format!("Deleted pod: {name}");
+            record(
+                registry,
+                owner,
+                component,
+                "Normal",
+                "SuccessfulDelete",
+                msg,
+            )
+            .await;
+            Ok(())
+        }
+        Err(e) => {
+            let msg = format!("Error deleting: {e}");
+            record(registry, owner, component, "Warning", "FailedDelete", msg).await;
+            Err(e)
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use serde_json::json;
 use super::common::{is_available, is_ready, is_terminating, phase, record};
 use super::runtime::{Action, Controller, ObjectKey, owner_key};
 use super::{ControllerError, claim, not_found_ok};
-use crate::apiserver::registry::{DeleteParams, ListParams, PatchType, Preconditions, Registry};
+use crate::apiserver::registry::{ListParams, PatchType, Registry};
 use plan::Changes;
 
 const COMPONENT: &str = "daemonset-controller";
@@ -248,78 +248,16 @@ async fn create_pod(
     node: &str,
     hash: &str,
 ) -> Result<(), ControllerError> {
-    match registry.create(&nodes::new_pod(ds, node, hash)).await {
-        Ok(pod) => {
-            let name = pod.metadata.name.unwrap_or_default();
-            tracing::info!(pod = %name, node, "created daemon pod");
-            record(
-                registry,
-                ds,
-                COMPONENT,
-                "Normal",
-                "SuccessfulCreate",
-                format!("Created pod: {name}"),
-            )
-            .await;
-            Ok(())
-        }
-        Err(e) => {
-            record(
-                registry,
-                ds,
-                COMPONENT,
-                "Warning",
-                "FailedCreate",
-                format!("Error creating: {e}"),
-            )
-            .await;
-            Err(e.into())
-        }
-    }
+    let pod = nodes::new_pod(ds, node, hash);
+    crate::controllers::common::create_owned_pod(registry, ds, COMPONENT, &pod)
+        .await
+        .map(drop)
 }
 
 async fn delete_pod(registry: &Registry, ds: &DaemonSet, pod: &Pod) -> Result<(), ControllerError> {
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let params = DeleteParams {
-        preconditions: Preconditions {
-            uid: pod.metadata.uid.clone(),
-            resource_version: None,
-        },
-        // A finished pod has nothing left to stop (the API server's rule upstream).
-        grace_period_seconds: matches!(phase(pod), "Failed" | "Succeeded").then_some(0),
-        ..Default::default()
-    };
-    match not_found_ok(
-        registry
-            .delete::<Pod>(pod.metadata.namespace.as_deref(), &name, &params)
-            .await,
-    ) {
-        Ok(_) => {
-            tracing::info!(pod = %name, "deleted daemon pod");
-            record(
-                registry,
-                ds,
-                COMPONENT,
-                "Normal",
-                "SuccessfulDelete",
-                format!("Deleted pod: {name}"),
-            )
-            .await;
-            Ok(())
-        }
-        Err(e) => {
-            record(
-                registry,
-                ds,
-                COMPONENT,
-                "Warning",
-                "FailedDelete",
-                format!("Error deleting: {e}"),
-            )
-            .await;
-            Err(e)
-        }
-    }
+    // A finished pod has nothing left to stop (the API server's rule upstream).
+    let grace = matches!(phase(pod), "Failed" | "Succeeded").then_some(0);
+    crate::controllers::common::delete_owned_pod(registry, ds, COMPONENT, pod, grace).await
 }
 
 #[cfg(test)]

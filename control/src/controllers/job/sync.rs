@@ -12,10 +12,9 @@ use k8s_openapi::api::core::v1::Pod;
 use super::indexes::pod_index;
 use super::pods::{PodSets, new_pod};
 use super::{COMPONENT, JobConfig, policy};
-use crate::apiserver::registry::{DeleteParams, Preconditions, Registry};
-use crate::controllers::common::record;
+use crate::apiserver::registry::Registry;
+use crate::controllers::ControllerError;
 use crate::controllers::replicaset::deletion_order;
-use crate::controllers::{ControllerError, not_found_ok};
 
 /// What one pass changed.
 #[derive(Debug, Default)]
@@ -175,44 +174,12 @@ async fn create_pod(
     job: &Job,
     index: Option<u32>,
 ) -> Result<(), ControllerError> {
-    match registry.create(&new_pod(job, index)).await {
-        Ok(pod) => {
-            let name = pod.metadata.name.unwrap_or_default();
-            tracing::info!(pod = %name, "created pod");
-            let msg = format!("Created pod: {name}");
-            record(registry, job, COMPONENT, "Normal", "SuccessfulCreate", msg).await;
-            Ok(())
-        }
-        Err(e) => {
-            let msg = format!("Error creating: {e}");
-            record(registry, job, COMPONENT, "Warning", "FailedCreate", msg).await;
-            Err(e.into())
-        }
-    }
+    crate::controllers::common::create_owned_pod(registry, job, COMPONENT, &new_pod(job, index))
+        .await
+        .map(drop)
 }
 
 /// Deletes a pod of the Job (by uid, so a same-named successor is safe) and records it.
 pub async fn delete_pod(registry: &Registry, job: &Job, pod: &Pod) -> Result<(), ControllerError> {
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let params = DeleteParams {
-        preconditions: Preconditions {
-            uid: pod.metadata.uid.clone(),
-            resource_version: None,
-        },
-        ..Default::default()
-    };
-    let ns = pod.metadata.namespace.as_deref();
-    match not_found_ok(registry.delete::<Pod>(ns, &name, &params).await) {
-        Ok(_) => {
-            tracing::info!(pod = %name, "deleted pod");
-            let msg = format!("Deleted pod: {name}");
-            record(registry, job, COMPONENT, "Normal", "SuccessfulDelete", msg).await;
-            Ok(())
-        }
-        Err(e) => {
-            let msg = format!("Error deleting: {e}");
-            record(registry, job, COMPONENT, "Warning", "FailedDelete", msg).await;
-            Err(e)
-        }
-    }
+    crate::controllers::common::delete_owned_pod(registry, job, COMPONENT, pod, None).await
 }

@@ -11,10 +11,10 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::json;
 
-use super::common::{self, controller_ref_to, is_active, is_available, is_ready, record};
+use super::common::{self, controller_ref_to, is_active, is_available, is_ready};
 use super::runtime::{Action, Controller, ObjectKey, owner_key};
 use super::{ControllerError, claim, not_found_ok};
-use crate::apiserver::registry::{DeleteParams, ListParams, PatchType, Registry};
+use crate::apiserver::registry::{ListParams, PatchType, Registry};
 
 /// The most pods created or deleted in one reconcile (upstream's burstReplicas).
 const BURST: usize = 500;
@@ -149,34 +149,9 @@ pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
 }
 
 async fn create_pod(registry: &Registry, rs: &ReplicaSet) -> Result<(), ControllerError> {
-    match registry.create(&pod_from_template(rs)).await {
-        Ok(pod) => {
-            let name = pod.metadata.name.unwrap_or_default();
-            tracing::info!(pod = %name, "created pod");
-            record(
-                registry,
-                rs,
-                COMPONENT,
-                "Normal",
-                "SuccessfulCreate",
-                format!("Created pod: {name}"),
-            )
-            .await;
-            Ok(())
-        }
-        Err(e) => {
-            record(
-                registry,
-                rs,
-                COMPONENT,
-                "Warning",
-                "FailedCreate",
-                format!("Error creating: {e}"),
-            )
-            .await;
-            Err(e.into())
-        }
-    }
+    common::create_owned_pod(registry, rs, COMPONENT, &pod_from_template(rs))
+        .await
+        .map(drop)
 }
 
 async fn delete_pod(
@@ -184,45 +159,7 @@ async fn delete_pod(
     rs: &ReplicaSet,
     pod: &Pod,
 ) -> Result<(), ControllerError> {
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let params = DeleteParams {
-        preconditions: crate::apiserver::registry::Preconditions {
-            uid: pod.metadata.uid.clone(),
-            resource_version: None,
-        },
-        ..Default::default()
-    };
-    match not_found_ok(
-        registry
-            .delete::<Pod>(pod.metadata.namespace.as_deref(), &name, &params)
-            .await,
-    ) {
-        Ok(_) => {
-            tracing::info!(pod = %name, "deleted pod");
-            record(
-                registry,
-                rs,
-                COMPONENT,
-                "Normal",
-                "SuccessfulDelete",
-                format!("Deleted pod: {name}"),
-            )
-            .await;
-            Ok(())
-        }
-        Err(e) => {
-            record(
-                registry,
-                rs,
-                COMPONENT,
-                "Warning",
-                "FailedDelete",
-                format!("Error deleting: {e}"),
-            )
-            .await;
-            Err(e)
-        }
-    }
+    common::delete_owned_pod(registry, rs, COMPONENT, pod, None).await
 }
 
 fn phase_rank(pod: &Pod) -> u8 {
